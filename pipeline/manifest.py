@@ -1,0 +1,145 @@
+"""The one manifest schema: a JSON sidecar ``<artifact>.json`` beside every artifact.
+
+Every stage writes the same envelope; stage-specific figures go under ``stage``. Derived
+artifacts (FP16/INT8 ONNX, engines, bundles) copy ``model``, ``preprocessing`` and ``io`` from
+their parent and record the parent's path and sha256, so any artifact can be traced to the
+source weights. Device-side: stdlib only, Python 3.8 syntax.
+
+Envelope::
+
+    schema        "inception-deploy/manifest@1"
+    kind          onnx | onnx-fp16 | onnx-int8 | calibration | engine | bundle | report
+    created       ISO-8601 UTC time
+    tool          {"name": "inception-deploy", "version": ...}
+    artifact      {"file": <name beside the manifest>, "sha256": ..., "bytes": ...}
+    model         {"name", "architecture", "source", "weights_sha256", "num_classes",
+                   "label_names", "label_descriptions"}
+    preprocessing pipeline.preprocess.Preprocessing.to_dict()
+    io            {"input": {"name", "shape", "dtype"}, "output": {...}}
+    parent        {"file", "sha256", "kind"} or null
+    stage         stage-specific record (versions, parity, calibration, build, ...)
+"""
+import datetime
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from typing import Any, Dict, List, Optional
+
+from pipeline import atomic
+from pipeline.datasets import file_sha256
+from pipeline.errors import UserError
+from pipeline.preprocess import Preprocessing
+
+SCHEMA = "inception-deploy/manifest@1"
+KINDS = ("onnx", "onnx-fp16", "onnx-int8", "calibration", "engine", "bundle", "report")
+TOOL_VERSION = "0.1.0"
+
+
+@dataclass
+class ModelRecord:
+    name: str
+    architecture: str
+    source: str
+    weights_sha256: Optional[str]
+    num_classes: int
+    label_names: List[str]
+    label_descriptions: Dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Manifest:
+    kind: str
+    artifact: Dict[str, Any]
+    model: ModelRecord
+    preprocessing: Dict[str, Any]
+    io: Dict[str, Any]
+    stage: Dict[str, Any] = field(default_factory=dict)
+    parent: Optional[Dict[str, Any]] = None
+    created: str = ""
+    tool: Dict[str, str] = field(default_factory=lambda: {"name": "inception-deploy", "version": TOOL_VERSION})
+    schema: str = SCHEMA
+
+    # -- convenience --------------------------------------------------------------------------
+    def preprocessing_obj(self) -> Preprocessing:
+        return Preprocessing.from_dict(self.preprocessing)
+
+    @property
+    def label_names(self) -> List[str]:
+        return self.model.label_names
+
+    def to_dict(self) -> Dict[str, Any]:
+        d = asdict(self)
+        order = ["schema", "kind", "created", "tool", "artifact", "model", "preprocessing", "io",
+                 "parent", "stage"]
+        return {k: d[k] for k in order}
+
+    @classmethod
+    def from_dict(cls, d: Dict[str, Any], where: str = "manifest") -> "Manifest":
+        if d.get("schema") != SCHEMA:
+            raise UserError(f"{where}: schema {d.get('schema')!r} is not {SCHEMA!r}; regenerate it with "
+                            "this version of inception-deploy")
+        if d.get("kind") not in KINDS:
+            raise UserError(f"{where}: unknown kind {d.get('kind')!r}; expected one of {', '.join(KINDS)}")
+        try:
+            model = ModelRecord(**d["model"])
+            return cls(kind=d["kind"], artifact=d["artifact"], model=model, preprocessing=d["preprocessing"],
+                       io=d["io"], stage=d.get("stage") or {}, parent=d.get("parent"),
+                       created=d.get("created", ""), tool=d.get("tool") or {}, schema=d["schema"])
+        except (KeyError, TypeError) as e:
+            raise UserError(f"{where}: incomplete manifest ({e}); regenerate it") from None
+
+
+def sidecar(artifact_path: str) -> str:
+    """``model.onnx`` -> ``model.onnx.json``."""
+    return artifact_path + ".json"
+
+
+def now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat()
+
+
+def artifact_record(path: str) -> Dict[str, Any]:
+    return {"file": os.path.basename(path), "sha256": file_sha256(path), "bytes": os.path.getsize(path)}
+
+
+def write(manifest: Manifest, artifact_path: str) -> str:
+    """Fill in the artifact record and time, write the sidecar atomically; returns its path."""
+    manifest.artifact = artifact_record(artifact_path)
+    manifest.created = manifest.created or now()
+    path = sidecar(artifact_path)
+    atomic.write_json(path, manifest.to_dict())
+    return path
+
+
+def read(artifact_path: str, expect_kind: Optional[str] = None, verify: bool = True) -> Manifest:
+    """Read ``<artifact>.json``; check kind and (with ``verify``) that the artifact's sha256 matches."""
+    path = sidecar(artifact_path)
+    if not os.path.isfile(path):
+        raise UserError(f"no manifest beside {artifact_path} (expected {path}); artifacts are made with their "
+                        "manifest by inception-deploy export/calibrate/build")
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except ValueError as e:
+        raise UserError(f"{path} is not valid JSON ({e})") from None
+    m = Manifest.from_dict(data, where=path)
+    if expect_kind and m.kind != expect_kind and not (expect_kind == "onnx*" and m.kind.startswith("onnx")):
+        raise UserError(f"{path} describes a {m.kind!r} artifact, expected {expect_kind!r}")
+    if verify:
+        if not os.path.isfile(artifact_path):
+            raise UserError(f"manifest {path} found but its artifact {artifact_path} is missing")
+        digest = file_sha256(artifact_path)
+        if digest != m.artifact.get("sha256"):
+            raise UserError(f"{artifact_path} does not match its manifest (sha256 {digest[:12]}... vs "
+                            f"{str(m.artifact.get('sha256'))[:12]}...): it was changed after it was written; "
+                            "rebuild it")
+    return m
+
+
+def derive(parent: Manifest, parent_path: str, kind: str, stage: Dict[str, Any],
+           io: Optional[Dict[str, Any]] = None) -> Manifest:
+    """A manifest for an artifact made from ``parent`` (same model, preprocessing and labels)."""
+    return Manifest(kind=kind, artifact={}, model=parent.model, preprocessing=dict(parent.preprocessing),
+                    io=dict(io or parent.io), stage=stage,
+                    parent={"file": os.path.relpath(parent_path), "sha256": parent.artifact.get("sha256"),
+                            "kind": parent.kind})

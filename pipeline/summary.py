@@ -1,0 +1,57 @@
+"""One line per stage found under a run folder (from the manifests), then the next command.
+
+Each stage puts a short human line under ``stage.summary`` in its manifests; this module only
+collects them, in pipeline order, so ``make demo`` ends the same way whatever stages ran.
+"""
+import json
+import os
+from typing import List, Tuple
+
+from pipeline.manifest import SCHEMA
+
+ORDER = [("onnx", "export"), ("onnx-fp16", "calibrate"), ("onnx-int8", "calibrate"), ("calibration", "calibrate"),
+         ("engine", "build"), ("bundle", "build"), ("report", "bench")]
+NEXT = {
+    None: "make demo",
+    "export": "make calibrate   (INT8 + FP16 ONNX with an accuracy budget)",
+    "calibrate": "make engine TARGET=rtx PRECISION=int8   (or TARGET=jetson for a deploy bundle)",
+    "build": "make bench   (latency and accuracy drift reports)",
+    "bench": "make gate   (pass/fail against benchmarks/baselines/)",
+}
+
+
+def _manifests(root: str) -> List[Tuple[str, dict]]:
+    found = []
+    for dirpath, _, names in os.walk(root):
+        for n in sorted(names):
+            if not n.endswith(".json"):
+                continue
+            path = os.path.join(dirpath, n)
+            try:
+                with open(path, encoding="utf-8") as f:
+                    data = json.load(f)
+            except (OSError, ValueError):
+                continue
+            if isinstance(data, dict) and data.get("schema") == SCHEMA:
+                found.append((path, data))
+    return found
+
+
+def summarize(root: str) -> str:
+    if not os.path.isdir(root):
+        return f"nothing under {root} yet; next: {NEXT[None]}"
+    rank = {kind: i for i, (kind, _) in enumerate(ORDER)}
+    stage_of = dict(ORDER)
+    items = sorted(_manifests(root), key=lambda pd: (rank.get(pd[1].get("kind"), 99), pd[0]))
+    lines = []
+    last = None
+    for path, data in items:
+        kind = data.get("kind")
+        stage = stage_of.get(kind, kind)
+        artifact = os.path.join(os.path.dirname(path), data.get("artifact", {}).get("file", "?"))
+        size = data.get("artifact", {}).get("bytes", 0)
+        text = (data.get("stage") or {}).get("summary") or kind
+        lines.append(f"{stage:<10} {os.path.relpath(artifact)} ({size / 1e6:.1f} MB): {text}")
+        last = stage
+    lines.append(f"next: {NEXT.get(last, NEXT['bench'])}")
+    return "\n".join(lines)
