@@ -1,0 +1,51 @@
+"""Device-side code (preprocessing from a manifest, engine building, runtime) must run on a Jetson:
+JetPack 5's system Python 3.8, no torch / timm / modelopt."""
+import glob
+import os
+import subprocess
+import sys
+
+from pipeline import paths
+
+FORBIDDEN = ("torch", "timm", "modelopt", "torchvision")
+DEVICE_PIPELINE = ["errors", "atomic", "labels", "preprocess", "datasets", "manifest", "progress", "paths",
+                   "summary", "__init__"]
+
+
+def device_files():
+    root = paths.REPO_ROOT
+    files = [os.path.join(root, "pipeline", f"{m}.py") for m in DEVICE_PIPELINE]
+    files.append(os.path.join(root, "calibration", "cache.py"))
+    files.append(os.path.join(root, "benchmarks", "accuracy.py"))
+    for pkg in ("runtime", "engines"):
+        files += glob.glob(os.path.join(root, pkg, "**", "*.py"), recursive=True)
+    return sorted(f for f in files if os.path.isfile(f))
+
+
+def test_device_side_is_python_3_8_syntax():
+    files = device_files()
+    assert len(files) >= len(DEVICE_PIPELINE) + 2
+    res = subprocess.run([os.path.join(os.path.dirname(sys.executable), "vermin"), "--no-tips", "--violations", "-t=3.8-", "--eval-annotations",
+                          "--backport", "typing", *files], capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_device_side_imports_without_torch_timm_modelopt():
+    """Import every device-side module with torch/timm/modelopt made unimportable."""
+    modules = []
+    for f in device_files():
+        rel = os.path.relpath(f, paths.REPO_ROOT)[:-3].replace(os.sep, ".")
+        modules.append(rel[: -len(".__init__")] if rel.endswith(".__init__") else rel)
+    code = (
+        "import importlib, importlib.abc, sys\n"
+        f"BLOCKED = {FORBIDDEN!r}\n"
+        "class Block(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in BLOCKED:\n"
+        "            raise ImportError('device side imported ' + name)\n"
+        "sys.meta_path.insert(0, Block())\n"
+        f"for m in {modules!r}:\n"
+        "    importlib.import_module(m)\n"
+        "print('ok', len(sys.modules))\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=paths.REPO_ROOT)
+    assert res.returncode == 0 and res.stdout.startswith("ok"), res.stderr[-2000:]

@@ -1,0 +1,73 @@
+"""Architectures against the paper's and the seed tables' shapes and parameter counts."""
+import pytest
+import torch
+
+from pipeline.models.info import model_info
+from pipeline.models.timm_compat import import_timm
+
+timm = import_timm()
+
+
+def _info(arch, **kw):
+    model = timm.create_model(arch, **kw)
+    size = model.pretrained_cfg["input_size"]
+    return model_info(model, tuple(size))
+
+
+def test_inception_v4_stage_shapes_and_parameters():
+    info = _info("inception_v4")
+    assert info.stage("Mixed5a").output_shape == (384, 35, 35)           # stem
+    assert info.stage("InceptionA x4").output_shape == (384, 35, 35)
+    assert info.stage("ReductionA").output_shape == (1024, 17, 17)
+    assert info.stage("InceptionB x7").output_shape == (1024, 17, 17)
+    assert info.stage("ReductionB").output_shape == (1536, 8, 8)
+    assert info.stage("InceptionC x3").output_shape == (1536, 8, 8)
+    assert info.stage("SelectAdaptivePool2d").output_shape == (1536,)
+    assert round(info.params / 1e6, 1) == 42.7
+    assert 12.0e9 < info.macs < 12.5e9      # 12.25 GMACs at 299x299
+
+
+def test_inception_resnet_v2_stage_shapes_and_parameters():
+    info = _info("inception_resnet_v2")
+    assert info.stage("Mixed_5b").output_shape == (320, 35, 35)
+    assert info.stage("Mixed_6a").output_shape == (1088, 17, 17)
+    assert info.stage("Mixed_7a").output_shape == (2080, 8, 8)
+    assert info.stage("SelectAdaptivePool2d").output_shape == (1536,)
+    assert round(info.params / 1e6, 1) == 55.8
+
+
+def test_inception_resnet_v1_follows_the_paper():
+    info = _info("inception_resnet_v1")
+    assert info.stage("Stem").output_shape == (256, 35, 35)
+    assert info.stage("BlockA x5").output_shape == (256, 35, 35)
+    assert info.stage("ReductionA").output_shape == (896, 17, 17)
+    assert info.stage("BlockB x10").output_shape == (896, 17, 17)
+    assert info.stage("ReductionB").output_shape == (1792, 8, 8)
+    assert info.stage("BlockC x5").output_shape == (1792, 8, 8)
+    assert info.stage("SelectAdaptivePool2d").output_shape == (1792,)
+
+
+def test_inception_resnet_v1_residual_scale_is_configurable_and_applied():
+    model = timm.create_model("inception_resnet_v1", scale_a=0.3, scale_b=0.2, scale_c=0.1)
+    assert {b.scale for b in model.repeat_a} == {0.3} and {b.scale for b in model.repeat_c} == {0.1}
+    block = model.repeat_c[0].eval()
+    x = torch.rand(1, 1792, 8, 8)
+    with torch.no_grad():
+        mixed = torch.cat([block.branch0(x), block.branch1(x)], 1)
+        assert torch.allclose(block(x), torch.relu(x + 0.1 * block.up(mixed)))
+    with pytest.raises(ValueError, match="0.1-0.3"):
+        timm.create_model("inception_resnet_v1", scale_a=1.5)
+
+
+def test_inception_v3_default_has_no_aux_head_and_registry_lists_ours():
+    assert timm.create_model("inception_v3").AuxLogits is None
+    assert {"inception_resnet_v1", "tiny_inception"} <= set(timm.list_models("*incep*"))
+
+
+def test_tiny_inception_is_inception_shaped_and_small():
+    info = _info("tiny_inception")
+    kinds = [r.name for r in info.stages]
+    assert kinds[:7] == ["ConvBnRelu x2", "MaxPool2d", "InceptionA x2", "ReductionA", "InceptionB x2",
+                         "ReductionB", "InceptionC"]
+    assert info.stage("InceptionC").output_shape == (384, 4, 4)
+    assert info.params < 1.2e6 and info.macs < 60e6

@@ -1,0 +1,39 @@
+"""The shared trainer (test model on CPU, reference models on a GPU): loss goes down, the
+checkpoint resumes, the model folder it writes loads back as a model source."""
+import os
+
+import numpy as np
+import torch
+
+from pipeline.labels import read_wnids
+from pipeline.models.model_folder import save_model_folder
+from pipeline.models.sources import resolve_model
+from pipeline.models.timm_compat import import_timm
+from tools import trainer
+
+
+def test_trainer_learns_resumes_and_saves_a_loadable_folder(tmp_path, calib_dir):
+    timm = import_timm()
+    wnids = read_wnids(os.path.join(os.path.dirname(calib_dir), "wnids.txt"))
+    x, y = trainer.load_uint8(calib_dir, wnids, limit_per_class=8)
+    keep = y < 4                                          # 4 classes x 8 images
+    images, labels = torch.from_numpy(x[keep]), torch.from_numpy(y[keep])
+    torch.manual_seed(0)
+    model = timm.create_model("tiny_inception", num_classes=4, drop_rate=0.0)
+    cfg = dict(model.pretrained_cfg)
+    recipe = trainer.Recipe(epochs=6, batch_size=8, lr=0.05, weight_decay=0.0, label_smoothing=0.0, seed=0)
+    ckpt = str(tmp_path / "ckpt.pt")
+    losses = []
+    first = trainer.train(model, images, labels, 56, cfg["mean"], cfg["std"], recipe, checkpoint=ckpt,
+                          time_budget_s=0.0, on_epoch=lambda e, f: losses.append(f["loss"]))
+    assert first["done"] == 0.0 and torch.load(ckpt, weights_only=True)["epoch"] == 1
+    rest = trainer.train(model, images, labels, 56, cfg["mean"], cfg["std"], recipe, checkpoint=ckpt,
+                         on_epoch=lambda e, f: losses.append(f["loss"]))
+    assert rest["done"] == 1.0 and len(losses) == 6
+    assert np.mean(losses[-2:]) < losses[0], losses
+    model.eval()
+    save_model_folder(model, str(tmp_path / "m"), "tiny_inception", cfg, wnids[:4], {}, dtype=torch.float16)
+    loaded = resolve_model(f"local-dir:{tmp_path / 'm'}")
+    assert loaded.num_classes == 4 and loaded.label_names == wnids[:4]
+    st = torch.load(ckpt, weights_only=True)
+    assert st["epoch"] == 6
