@@ -15,7 +15,7 @@ from tools import trainer
 def test_trainer_learns_resumes_and_saves_a_loadable_folder(tmp_path, calib_dir):
     timm = import_timm()
     wnids = read_wnids(os.path.join(os.path.dirname(calib_dir), "wnids.txt"))
-    x, y = trainer.load_uint8(calib_dir, wnids, limit_per_class=8)
+    x, y = trainer.load_uint8(calib_dir, wnids, limit_per_class=8)  # 1,600 images, decoded once
     keep = y < 4                                          # 4 classes x 8 images
     images, labels = torch.from_numpy(x[keep]), torch.from_numpy(y[keep])
     torch.manual_seed(0)
@@ -37,3 +37,25 @@ def test_trainer_learns_resumes_and_saves_a_loadable_folder(tmp_path, calib_dir)
     assert loaded.num_classes == 4 and loaded.label_names == wnids[:4]
     st = torch.load(ckpt, weights_only=True)
     assert st["epoch"] == 6
+
+
+def test_split_join_round_trip_and_refuses_corruption(tmp_path):
+    import json
+
+    import pytest
+
+    from tools.split_join import join, split
+
+    data = os.urandom(3 * 2**20 + 123)
+    src = tmp_path / "w.safetensors"
+    src.write_bytes(data)
+    index = split(str(src), str(tmp_path / "parts"), part_mib=1.0)
+    parts = json.load(open(index))["parts"]
+    assert len(parts) == 4 and all(p["bytes"] <= 2**20 for p in parts)
+    join(index, str(tmp_path / "joined"))
+    assert (tmp_path / "joined").read_bytes() == data
+    bad = tmp_path / "parts" / parts[2]["file"]
+    bad.write_bytes(b"x" + bad.read_bytes()[1:])
+    with pytest.raises(SystemExit, match="corrupt"):
+        join(index, str(tmp_path / "again"))
+    assert not (tmp_path / "again").exists()
