@@ -1,0 +1,168 @@
+"""CLI for the engines stage: ``build`` (an engine, or a deploy bundle) and ``targets``.
+
+Imports stay inside the command functions: ``inception-deploy --help`` stays fast, and this file
+is also the entry point of a deploy bundle (``python3 -m engines build ...``) on a device with
+only its system Python, TensorRT and numpy.
+"""
+import argparse
+import os
+import sys
+import textwrap
+from typing import Any, List, Optional
+
+BUILD_HELP = """Build a TensorRT engine for a target, from the ONNX the export/calibrate stages wrote:
+fp32 <- model.onnx, fp16 <- model.fp16.onnx, int8 <- model.int8.onnx (Q/DQ), or for targets with
+int8_mode = implicit: model.onnx + the TensorRT calibration cache. Writes
+<out>/engines/<target>/<model>/<precision>/model.engine + model.engine.json (+ the build log).
+Where this machine cannot build the target (a Jetson or datacenter target here), it says why and
+writes a deploy bundle <out>/bundle/<target>/ to build on the device instead.
+Exit codes: 0 engine built (or up to date) or bundle written, 2 unusable input (missing artifact,
+opset above the target's ceiling, bad option), 3 the installed TensorRT cannot do what was asked
+(or --no-bundle and this machine cannot build the target)."""
+
+
+def _shown(path: str) -> str:
+    """A path as the user typed it: relative below the current folder, else absolute."""
+    rel = os.path.relpath(path)
+    return os.path.abspath(path) if rel.startswith("..") else rel
+
+
+def _echo(text: str) -> None:
+    print(text, file=sys.stderr)
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from engines import builder, host, targets
+    from engines.trt_api import import_tensorrt
+    from pipeline.errors import Unsupported, UserError
+
+    given = args.target
+    target = targets.resolve_target(given)
+    precision = args.precision or target.default_precision
+    dla_core = target.dla.core if args.dla_core is None else args.dla_core
+    target.check_precision(precision, dla_core)
+    if given.strip().lower() != target.name:
+        print("target %s -> %s (%s)" % (given, target.name, target.description))
+    batch = targets.BatchProfile.parse(args.batch) if args.batch else None
+    ccs = [c.strip() for c in args.compute_capabilities.split(",")] if args.compute_capabilities else None
+    onnx = args.onnx or args.onnx_dir
+    engines_root = os.path.join(args.out, "engines")
+
+    try:
+        api = import_tensorrt(prefer=target.flavour)  # type: Any
+    except Unsupported:
+        api = None
+    machine = host.detect()
+    reason = None if args.bundle else builder.why_not_here(target, api, machine)
+    if args.bundle:
+        reason = "a bundle was asked for (--bundle)"
+    if reason is None:
+        result = builder.build_engine(onnx, target, precision, engines_root, calib_cache=args.calib_cache, api=api,
+                                      dla_core=dla_core, batch=batch, workspace_mib=args.workspace_mib,
+                                      compute_capabilities=ccs, use_timing_cache=not args.no_timing_cache,
+                                      progress=not args.quiet, force=args.force, machine=machine, echo=_echo)
+        stage = result.manifest.stage
+        state = "up to date" if result.skipped else "built"
+        print("engine %s: %s" % (state, stage["summary"]))
+        print("  %s (+ .json manifest, .log builder log)" % _shown(result.engine_path))
+        if result.layers.concat_non_int8 and precision == "int8":
+            print("  note: %d tensor(s) at Concat are not Int8 (see stage.layers.concat_non_int8 in the manifest)"
+                  % len(result.layers.concat_non_int8))
+        return 0
+    if args.no_bundle:
+        raise Unsupported("cannot build %s here: %s" % (target.name, reason))
+    from engines.bundle import write_bundle
+
+    onnx_dir = onnx if os.path.isdir(onnx) else os.path.dirname(os.path.abspath(onnx))
+    result = write_bundle(onnx_dir, target, args.out, precision, reason, calib_cache=args.calib_cache,
+                          dla_core=dla_core)
+    rel = _shown(result.path)
+    paragraph = ("No %s engine built here: %s. Instead this wrote a deploy bundle, %s (%d files, %.1f MB), with "
+                 "the ONNX it builds from (%s), manifests, %sthe builder itself (python/, no torch) behind "
+                 "build_on_device.sh, the equivalent trtexec commands and a DeepStream nvinfer config. It needs %s."
+                 % (target.name, reason, rel, len(result.files), result.bytes / 1e6,
+                    ", ".join("%s: %s" % kv for kv in result.precisions.items()),
+                    "the calibration cache, " if result.manifest.stage.get("calibration") else "",
+                    target.jetpack or target.tensorrt))
+    print(textwrap.fill(paragraph, width=100))
+    for note in result.notes:
+        print("  note: " + note)
+    device = "<user>@<jetson>" if target.is_jetson else "<user>@<server>"
+    print("copy it to the device and build there:")
+    print("  scp -r %s %s:~/" % (rel, device))
+    print("  ssh %s '~/%s/build_on_device.sh %s'" % (device, target.name, precision))
+    return 0
+
+
+def cmd_targets(args: argparse.Namespace) -> int:
+    from engines import targets
+    from engines.trt_api import installed
+
+    table = targets.load_targets()
+    here = installed()
+    rows: List[List[str]] = [["target", "aliases", "builds with", "sm", "precisions", "batch", "DLA", "opset<=",
+                              "needs"]]
+    for t in table.values():
+        rows.append([t.name, ",".join(t.aliases), "TensorRT-RTX" if t.flavour == "tensorrt_rtx" else "TensorRT",
+                     ",".join(t.compute_capabilities), ",".join(t.precisions) + " (%s)" % t.default_precision,
+                     t.batch.label(), str(t.dla.cores) if t.has_dla else "-", str(t.max_opset),
+                     t.jetpack or t.tensorrt])
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1])
+    if here:
+        print("installed: " + ", ".join(api.label for api in here))
+    else:
+        print("installed: no TensorRT (every target gets a deploy bundle)")
+    return 0
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("build", help="build a TensorRT engine for a target (or write a deploy bundle)",
+                       description=BUILD_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--onnx-dir", help="folder with model.onnx (+ model.fp16.onnx, model.int8.onnx, calibration "
+                                        "cache), e.g. build/demo/onnx")
+    src.add_argument("--onnx", help="one ONNX file (its manifest kind must fit --precision)")
+    p.add_argument("--target", required=True,
+                   help="target name or alias (see `inception-deploy targets`), e.g. rtx, jetson, datacenter-hopper")
+    p.add_argument("--precision", choices=("int8", "fp16", "fp32"), help="default: the target's default precision")
+    p.add_argument("--out", required=True, help="run folder: engines go to <out>/engines/, bundles to <out>/bundle/")
+    p.add_argument("--calib-cache", help="TensorRT calibration cache (default: the one beside the ONNX)")
+    p.add_argument("--dla-core", type=int, help="DLA core to build for (-1: GPU; default: the target's)")
+    p.add_argument("--batch", help="MIN,OPT,MAX batch profile (default: the target's)")
+    p.add_argument("--workspace-mib", type=int, help="builder workspace limit (default: the target's)")
+    p.add_argument("--compute-capabilities", help="TensorRT-RTX AOT list, e.g. 8.6,8.9 (default: the target's)")
+    p.add_argument("--no-timing-cache", action="store_true", help="do not load/save the timing cache")
+    p.add_argument("--force", action="store_true", help="rebuild even if an up-to-date engine exists")
+    p.add_argument("--bundle", action="store_true", help="write a deploy bundle even if this machine could build")
+    p.add_argument("--no-bundle", action="store_true", help="fail (exit 3) instead of writing a bundle")
+    p.add_argument("--quiet", action="store_true", help="no build progress")
+    p.set_defaults(func=cmd_build)
+
+    p = sub.add_parser("targets", help="list the deployment targets (engines/targets/*.toml)",
+                       description="List the targets the build command knows, their aliases, precisions, batch "
+                                   "profile, DLA cores, ONNX opset ceiling and TensorRT/JetPack needs. Exit codes: 0.")
+    p.set_defaults(func=cmd_targets)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Entry point of ``python -m engines`` (a deploy bundle on a device, without pipeline.cli)."""
+    from pipeline.errors import UserError
+
+    parser = argparse.ArgumentParser(prog="python -m engines",
+                                     description="inception-deploy engine builder (device side)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    register(sub)
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except UserError as e:
+        print("error: %s" % e, file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
