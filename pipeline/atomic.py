@@ -24,9 +24,10 @@ def atomic_path(path: str, suffix: str = "") -> Iterator[str]:
     fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=suffix + ".tmp",
                                dir=folder)
     os.close(fd)
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; artifacts get the usual mode
     try:
         yield tmp
+        if os.path.isfile(tmp):  # mkstemp (and some writers' own temp files) make 0600
+            os.chmod(tmp, 0o666 & ~_umask())
         if os.path.isdir(path) and not os.path.islink(path):
             shutil.rmtree(path)
         os.replace(tmp, path)

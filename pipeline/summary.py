@@ -32,8 +32,12 @@ def _manifests(root: str) -> List[Tuple[str, dict]]:
                     data = json.load(f)
             except (OSError, ValueError):
                 continue
-            if isinstance(data, dict) and data.get("schema") == SCHEMA:
-                found.append((path, data))
+            if not (isinstance(data, dict) and data.get("schema") == SCHEMA):
+                continue
+            inside_bundle = "bundle" in os.path.relpath(path, root).split(os.sep)[:-1]
+            if inside_bundle and data.get("kind") != "bundle":   # copies shipped for the device
+                continue
+            found.append((path, data))
     return found
 
 

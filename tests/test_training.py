@@ -59,3 +59,14 @@ def test_split_join_round_trip_and_refuses_corruption(tmp_path):
     with pytest.raises(SystemExit, match="corrupt"):
         join(index, str(tmp_path / "again"))
     assert not (tmp_path / "again").exists()
+
+
+def test_atomic_writes_get_the_usual_file_mode(tmp_path, test_model):
+    from pipeline.models.model_folder import save_model_folder
+
+    save_model_folder(test_model.module, str(tmp_path / "m"), "tiny_inception", test_model.pretrained_cfg,
+                      test_model.label_names, {})
+    mask = os.umask(0)
+    os.umask(mask)
+    for name in ("model.safetensors", "config.json"):
+        assert os.stat(tmp_path / "m" / name).st_mode & 0o777 == 0o666 & ~mask, name
