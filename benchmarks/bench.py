@@ -1,0 +1,330 @@
+"""Run a set of candidates (PyTorch, ONNX Runtime, TensorRT) on the same images: accuracy, drift
+against the reference, latency per batch size. Produces the report dict that
+:mod:`benchmarks.report` writes and :mod:`benchmarks.gate` checks.
+
+Images are decoded and preprocessed once (the manifest's preprocessing, the shared reader) and
+every runner sees the same tensor, so drift measures the runners, not the input pipeline. The
+report identifies what was measured by the source weights' hash, the image list's fingerprint and
+the preprocessing's hash (never by ONNX bytes, which change with library versions).
+"""
+import hashlib
+import json
+import os
+import sys
+import time
+from contextlib import ExitStack
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from benchmarks import accuracy as acc
+from benchmarks.environment import environment
+from benchmarks.latency import LatencyResult, Stats, TimingPolicy, WarmupPolicy, measure
+from benchmarks.runners.factory import Candidate, open_runner
+from pipeline import manifest as mf
+from pipeline.datasets import ImageFolder, open_image_folder, select
+from pipeline.errors import Unsupported, UserError
+from pipeline.preprocess import Preprocessing, stack
+from pipeline.progress import Progress
+
+REPORT_SCHEMA = "inception-deploy/report@1"
+DEFAULT_COUNT = 1000          # class-balanced, seeded subset of the val images (5 a class on Tiny-ImageNet)
+DEFAULT_SEED = 0
+DEFAULT_BATCH_SIZES = (1, 8, 32)
+
+
+@dataclass
+class Selection:
+    """Which images: ``count`` class-balanced, seeded (``None``: every image in the folder)."""
+
+    root: str
+    count: Optional[int] = DEFAULT_COUNT
+    seed: int = DEFAULT_SEED
+
+
+@dataclass
+class BenchSettings:
+    batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES
+    warmup: WarmupPolicy = field(default_factory=WarmupPolicy)
+    timing: TimingPolicy = field(default_factory=TimingPolicy)
+    accuracy_batch: int = 32
+    device: str = "cpu"
+    threads: int = 0
+    cuda_graph: bool = False
+    latency: bool = True
+    with_preprocessing: bool = False
+    preprocessing_images: int = 100
+
+    def to_dict(self) -> Dict[str, Any]:
+        d = asdict(self)
+        d["batch_sizes"] = list(self.batch_sizes)
+        return d
+
+
+@dataclass
+class Missing:
+    """An artifact the run expected but did not find (benchmarked what exists instead)."""
+
+    kind: str
+    reason: str
+
+
+def preprocessing_sha256(pre: Dict[str, Any]) -> str:
+    """Hash of what the preprocessing *does* (the descriptive ``steps`` text is left out)."""
+    data = {k: v for k, v in pre.items() if k != "steps"}
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+
+def open_images(selection: Selection, label_names: Sequence[str]) -> ImageFolder:
+    ds = open_image_folder(selection.root, label_names, require_labels=True)
+    if selection.count is not None:
+        if selection.count < 1:
+            raise UserError(f"--count must be at least 1, got {selection.count}")
+        ds = ds.subset(select(ds.samples, selection.count, selection.seed))
+    return ds
+
+
+def identity(m: mf.Manifest, ds: ImageFolder, selection: Selection) -> Dict[str, Any]:
+    """What the gate compares: source weights, image list, preprocessing (hashes), plus readable names."""
+    return {
+        "model": {"name": m.model.name, "architecture": m.model.architecture, "source": m.model.source,
+                  "weights_sha256": m.model.weights_sha256, "num_classes": m.model.num_classes},
+        "images": {"root": os.path.abspath(ds.root), "count": len(ds), "fingerprint": ds.fingerprint(),
+                   "selection": {"count": selection.count, "seed": selection.seed, "layout": ds.layout}},
+        "preprocessing": {"sha256": preprocessing_sha256(m.preprocessing), "description": m.preprocessing},
+    }
+
+
+def check_same_model(candidates: Sequence[Candidate]) -> mf.Manifest:
+    """Every artifact must come from the same weights and preprocessing; returns the first manifest."""
+    with_manifest = [c for c in candidates if c.manifest is not None]
+    if not with_manifest:
+        raise UserError("no artifact with a manifest to take the model, labels and preprocessing from; pass "
+                        "an ONNX file or engine written by inception-deploy")
+    first = with_manifest[0]
+    ref = first.manifest
+    assert ref is not None
+    for c in with_manifest[1:]:
+        m = c.manifest
+        assert m is not None
+        if m.model.weights_sha256 != ref.model.weights_sha256:
+            raise UserError(f"{c.path} comes from other weights ({str(m.model.weights_sha256)[:12]}...) than "
+                            f"{first.path} ({str(ref.model.weights_sha256)[:12]}...); bench one model at a time")
+        if preprocessing_sha256(m.preprocessing) != preprocessing_sha256(ref.preprocessing):
+            raise UserError(f"{c.path} and {first.path} declare different preprocessing; re-derive them from the "
+                            "same export")
+    return ref
+
+
+def _label_text(m: mf.Manifest) -> List[str]:
+    desc = m.model.label_descriptions or {}
+    out = []
+    for name in m.model.label_names:
+        d = desc.get(name, "")
+        out.append(f"{name} ({d.split(',')[0].strip()})" if d else name)
+    return out
+
+
+def _infer_chunked(runner: Any, images: np.ndarray) -> np.ndarray:
+    limit = getattr(runner, "max_batch", None)
+    if not limit or images.shape[0] <= limit:
+        return runner.infer(images)
+    return np.concatenate([runner.infer(images[i:i + limit]) for i in range(0, images.shape[0], limit)])
+
+
+def _latency_batch(pool: np.ndarray, n: int) -> np.ndarray:
+    """``n`` real preprocessed images (repeated if the image set is smaller)."""
+    if pool.shape[0] >= n:
+        return np.ascontiguousarray(pool[:n])
+    reps = -(-n // pool.shape[0])
+    return np.ascontiguousarray(np.concatenate([pool] * reps)[:n])
+
+
+def _file_batch_maker(ds: ImageFolder, pre: Preprocessing, n: int) -> Callable[[], np.ndarray]:
+    """Each call decodes and preprocesses the next ``n`` files (what a camera/file app pays)."""
+    state = {"i": 0}
+    samples = ds.samples
+
+    def prepare() -> np.ndarray:
+        images = []
+        while len(images) < n:
+            s = samples[state["i"] % len(samples)]
+            state["i"] += 1
+            img = ds.load(s)
+            if img is not None:
+                images.append(pre.image(img))
+        return stack(images)
+    return prepare
+
+
+def measure_preprocessing(ds: ImageFolder, pre: Preprocessing, count: int) -> Dict[str, Any]:
+    """Per-image cost of the two input paths: file -> PIL path, and a BGR frame -> OpenCV path."""
+    pil_ms: List[float] = []
+    frame_ms: List[float] = []
+    frames = []
+    for s in ds.samples[:count]:
+        t = time.perf_counter()
+        img = ds.load(s)
+        if img is None:
+            continue
+        pre.image(img)
+        pil_ms.append((time.perf_counter() - t) * 1000.0)
+        frames.append(np.ascontiguousarray(np.asarray(img.convert("RGB"))[:, :, ::-1]))
+    for f in frames:
+        t = time.perf_counter()
+        pre.frame(f)
+        frame_ms.append((time.perf_counter() - t) * 1000.0)
+    out: Dict[str, Any] = {"images": len(pil_ms)}
+    if pil_ms:
+        out["file_decode_and_pil_ms"] = Stats.of(pil_ms).to_dict()
+        out["frame_opencv_ms"] = Stats.of(frame_ms).to_dict()
+    return out
+
+
+def run_bench(candidates: Sequence[Candidate], selection: Selection, settings: BenchSettings,
+              reference: Optional[Candidate] = None, missing: Sequence[Missing] = (),
+              skip_unsupported: bool = True, command: str = "bench") -> Dict[str, Any]:
+    """Measure ``candidates`` (``reference`` first: the one drift is measured against).
+
+    Candidates whose runner cannot run here (:class:`Unsupported`) are listed under ``skipped``
+    with the reason when ``skip_unsupported``; otherwise the error propagates (``verify``).
+    """
+    t_start = time.perf_counter()
+    load_start = _load_average()
+    ordered = ([reference] if reference else []) + [c for c in candidates if c is not reference]
+    if not ordered:
+        raise UserError("nothing to benchmark: give at least one artifact")
+    m = check_same_model(ordered)
+    pre = m.preprocessing_obj()
+    ds = open_images(selection, m.model.label_names)
+    ident = identity(m, ds, selection)
+    sizes = sorted({int(b) for b in settings.batch_sizes})
+    if not sizes or sizes[0] < 1:
+        raise UserError(f"batch sizes must be positive integers, got {list(settings.batch_sizes)}")
+
+    skipped: List[Dict[str, str]] = []
+    runners: List[Tuple[Candidate, Any, float]] = []
+    with ExitStack() as stack_:
+        for c in ordered:
+            try:
+                runner = open_runner(c, device=settings.device, threads=settings.threads,
+                                     cuda_graph=settings.cuda_graph)
+                t = time.perf_counter()
+                stack_.enter_context(runner)
+                runners.append((c, runner, time.perf_counter() - t))
+            except Unsupported as e:
+                if not skip_unsupported:
+                    raise
+                skipped.append({"id": c.id, "artifact": c.path, "reason": str(e)})
+                print(f"skip {c.id}: {e}")
+        if not runners:
+            raise Unsupported("no candidate can run on this host: "
+                              + "; ".join(f"{s['id']}: {s['reason']}" for s in skipped))
+        if reference is not None and runners[0][0] is not reference:
+            raise Unsupported(f"the reference {reference.id} cannot run here: {skipped[0]['reason']}")
+
+        # -- accuracy: one pass over the images, every runner on the same batch --------------------
+        logits: Dict[str, List[np.ndarray]] = {c.id: [] for c, _, _ in runners}
+        labels: List[np.ndarray] = []
+        pool: List[np.ndarray] = []
+        pooled = 0
+        infer_s = {c.id: 0.0 for c, _, _ in runners}
+        label = f"accuracy ({len(runners)} runner{'s' if len(runners) > 1 else ''})"
+        for batch in ds.batches(pre, settings.accuracy_batch, progress=label):
+            labels.append(batch.labels)
+            if pooled < sizes[-1]:
+                pool.append(batch.images)
+                pooled += batch.images.shape[0]
+            for c, runner, _ in runners:
+                t = time.perf_counter()
+                logits[c.id].append(_infer_chunked(runner, batch.images))
+                infer_s[c.id] += time.perf_counter() - t
+        if not labels:
+            raise UserError(f"no readable images in {selection.root} ({len(ds.skipped)} unreadable)")
+        y = np.concatenate(labels)
+        outs = {k: np.concatenate(v) for k, v in logits.items()}
+        base_id = runners[0][0].id
+        names = _label_text(m)
+
+        # -- latency per batch size ----------------------------------------------------------------
+        lat: Dict[str, List[LatencyResult]] = {c.id: [] for c, _, _ in runners}
+        notes: Dict[str, List[str]] = {c.id: [] for c, _, _ in runners}
+        if settings.latency:
+            pool_arr = np.concatenate(pool)
+            passes = 2 if settings.with_preprocessing else 1
+            bar = Progress(len(runners) * len(sizes) * passes * settings.timing.iterations, "latency", unit="it")
+            for c, runner, _ in runners:
+                limit = getattr(runner, "max_batch", None)
+                for n in sizes:
+                    if limit and n > limit:
+                        notes[c.id].append(f"batch {n} skipped: above this runner's max batch {limit}")
+                        bar.update(settings.timing.iterations * passes)
+                        continue
+                    lat[c.id].append(measure(runner, _latency_batch(pool_arr, n), settings.warmup, settings.timing,
+                                             on_iteration=lambda: bar.update(1)))
+                    if settings.with_preprocessing:
+                        lat[c.id].append(measure(runner, _latency_batch(pool_arr, n), settings.warmup,
+                                                 settings.timing, prepare=_file_batch_maker(ds, pre, n),
+                                                 on_iteration=lambda: bar.update(1)))
+            bar.close()
+
+        rows = []
+        for c, runner, load_s in runners:
+            is_base = c.id == base_id
+            drift = None if is_base else acc.compare(outs[c.id], outs[base_id], y, names).to_dict()
+            describe = getattr(runner, "describe", None)
+            rows.append({
+                "id": c.id, "precision": c.precision, "backend": c.backend, "runner": runner.name,
+                "reference": is_base,
+                "artifact": _artifact_record(c),
+                "runner_details": describe() if callable(describe)
+                else {"providers": getattr(runner, "providers_used", None)},
+                "load_s": round(load_s, 3),
+                "accuracy": acc.accuracy(outs[c.id], y).to_dict(),
+                "accuracy_pass_s": round(infer_s[c.id], 3),
+                "drift": drift,
+                "latency": [r.to_dict() for r in lat[c.id]],
+                "notes": notes[c.id],
+            })
+
+    threads = {"requested": settings.threads}
+    torch = sys.modules.get("torch")  # only if the PyTorch runner loaded it: device hosts never import torch
+    if torch is not None:
+        threads["torch"] = torch.get_num_threads()
+    report: Dict[str, Any] = {
+        "schema": REPORT_SCHEMA,
+        "command": command,
+        "created": mf.now(),
+        "tool": {"name": "inception-deploy", "version": mf.TOOL_VERSION},
+        "identity": ident,
+        "environment": environment(threads),
+        "settings": settings.to_dict(),
+        "reference": base_id,
+        "rows": rows,
+        "missing": [asdict(x) for x in missing],
+        "skipped": skipped,
+        "images_unreadable": ds.skipped_report(),
+        "preprocessing_cost": measure_preprocessing(ds, pre, settings.preprocessing_images)
+        if settings.with_preprocessing else None,
+        "host_load": {"start": load_start, "end": _load_average()},
+        "elapsed_s": 0.0,
+    }
+    report["elapsed_s"] = round(time.perf_counter() - t_start, 2)
+    return report
+
+
+def _load_average() -> Optional[float]:
+    """1-minute load average (other processes competing for the cores make latency noisy)."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
+
+
+def _artifact_record(c: Candidate) -> Dict[str, Any]:
+    if c.backend == "pytorch":
+        return {"source": c.path, "kind": "pytorch"}
+    m = c.manifest
+    return {"path": os.path.abspath(c.path), "kind": m.kind if m else None,
+            "sha256": m.artifact.get("sha256") if m else None, "bytes": m.artifact.get("bytes") if m else None}

@@ -1,0 +1,266 @@
+"""The CI gate: a report against a committed baseline -> pass (0), regression (1), unusable (2).
+
+A baseline (``inception-deploy baseline``, written from a real run, never by hand) records what
+was measured (hashes of the source weights, the image list and the preprocessing), the figures of
+every runner, and the limits. The gate first refuses to compare different things (exit 2), then
+checks, for every runner in the baseline:
+
+- drift against the FP32 reference in the same report: top-1 / top-5 drop <= the limit (what a
+  deployment loses);
+- accuracy against the same runner in the baseline: top-1 / top-5 may fall at most the limit
+  (what changed since the baseline was recorded: a bad calibration, a preprocessing change);
+- latency (p50 per batch size) against the baseline, only when a limit is set (off by default:
+  shared CI machines are noisy);
+- every runner of the baseline is still in the report (an artifact that silently stopped being
+  built is a regression too).
+
+Limits come from the baseline file, flags override them. stdlib only, Python 3.8 syntax.
+"""
+import json
+import os
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+from pipeline import atomic
+from pipeline.errors import UserError
+
+BASELINE_SCHEMA = "inception-deploy/baseline@1"
+DEFAULT_LIMITS = {"max_top1_drop": 0.5, "max_top5_drop": 0.5, "max_latency_regression": None}
+EPS = 1e-9
+
+
+@dataclass
+class Check:
+    row: str
+    name: str
+    value: Optional[float]
+    limit: Optional[float]
+    unit: str
+    passed: bool
+    detail: str = ""
+
+    def line(self) -> str:
+        value = "-" if self.value is None else f"{self.value:+.2f}"
+        limit = "-" if self.limit is None else f"{self.limit:.2f}"
+        return f"{self.row:<26} {self.name:<34} {value:>9} {limit:>7} {self.unit:<7} " \
+               f"{'ok' if self.passed else 'FAIL'}"
+
+    def failure(self) -> str:
+        if self.value is None:
+            return f"{self.row}: {self.name}: {self.detail}"
+        return f"{self.row}: {self.name} is {self.value:+.2f} {self.unit}, limit {self.limit:.2f}" + \
+               (f" ({self.detail})" if self.detail else "")
+
+
+@dataclass
+class GateResult:
+    report: str
+    baseline: str
+    limits: Dict[str, Optional[float]]
+    checks: List[Check] = field(default_factory=list)
+    notes: List[str] = field(default_factory=list)
+
+    @property
+    def failures(self) -> List[Check]:
+        return [c for c in self.checks if not c.passed]
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+
+# -- baseline files ---------------------------------------------------------------------------------
+def baseline_from_report(report: Dict[str, Any], report_path: str,
+                         limits: Dict[str, Optional[float]]) -> Dict[str, Any]:
+    """The baseline record of a report: identity, limits and each runner's figures."""
+    from benchmarks.environment import one_line
+    from pipeline.datasets import file_sha256
+
+    rows = {}
+    for r in report["rows"]:
+        d = r.get("drift") or {}
+        rows[r["id"]] = {
+            "precision": r["precision"], "backend": r["backend"], "runner": r["runner"],
+            "reference": bool(r.get("reference")),
+            "top1": r["accuracy"]["top1"], "top5": r["accuracy"]["top5"], "images": r["accuracy"]["images"],
+            "top1_drop": d.get("top1_drop"), "top5_drop": d.get("top5_drop"),
+            "top1_agreement": d.get("top1_agreement"),
+            "latency_p50_ms": {str(lr["batch"]): lr["e2e_ms"]["p50"] for lr in r["latency"]
+                               if not lr.get("with_preprocessing")},
+        }
+    ident = report["identity"]
+    return {
+        "schema": BASELINE_SCHEMA,
+        "created": report.get("created"),
+        "from_report": {"file": os.path.relpath(report_path), "sha256": file_sha256(report_path),
+                        "command": report.get("command")},
+        "identity": {"model": ident["model"],
+                     "images": {k: v for k, v in ident["images"].items() if k != "root"},
+                     "preprocessing": {"sha256": ident["preprocessing"]["sha256"]}},
+        "limits": dict(limits),
+        "environment": one_line(report.get("environment", {})),
+        "reference": report["reference"],
+        "rows": rows,
+    }
+
+
+def write_baseline(report_path: str, out_path: str, limits: Dict[str, Optional[float]]) -> Dict[str, Any]:
+    from benchmarks.report import load_report
+
+    report = load_report(report_path)
+    if report.get("skipped") or report.get("missing"):
+        gaps = [m["kind"] for m in report.get("missing", [])] + [s["id"] for s in report.get("skipped", [])]
+        print(f"note: the baseline covers only what this report measured (not: {', '.join(gaps)})")
+    base = baseline_from_report(report, report_path, limits)
+    atomic.write_json(out_path, base)
+    return base
+
+
+def load_baseline(path: str) -> Dict[str, Any]:
+    if not os.path.isfile(path):
+        raise UserError(f"baseline not found: {path} (write one from a trusted run with inception-deploy baseline "
+                        "--report REPORT --out PATH, then commit it)")
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except ValueError as e:
+        raise UserError(f"{path} is not valid JSON ({e}); rewrite it with inception-deploy baseline") from None
+    if not isinstance(data, dict) or data.get("schema") != BASELINE_SCHEMA:
+        raise UserError(f"{path} is not a baseline ({BASELINE_SCHEMA}); write it with inception-deploy baseline")
+    return data
+
+
+# -- the gate -----------------------------------------------------------------------------------------
+def check_identity(report: Dict[str, Any], baseline: Dict[str, Any]) -> None:
+    """Refuse (exit 2) to compare a report with a baseline of another model, image set or preprocessing."""
+    r, b = report["identity"], baseline["identity"]
+    problems = []
+    if r["model"].get("weights_sha256") != b["model"].get("weights_sha256"):
+        problems.append(f"model weights differ (report {r['model'].get('name')} "
+                        f"{str(r['model'].get('weights_sha256'))[:12]}..., baseline {b['model'].get('name')} "
+                        f"{str(b['model'].get('weights_sha256'))[:12]}...)")
+    if r["images"].get("fingerprint") != b["images"].get("fingerprint"):
+        sel = b["images"].get("selection") or {}
+        how = "all images" if sel.get("count") is None else f"--count {sel.get('count')} --seed {sel.get('seed')}"
+        problems.append(f"image set differs (report {r['images'].get('count')} images "
+                        f"{r['images']['fingerprint'][:12]}..., baseline {b['images'].get('count')} images "
+                        f"{str(b['images'].get('fingerprint'))[:12]}...; the baseline used {how})")
+    if r["preprocessing"].get("sha256") != b["preprocessing"].get("sha256"):
+        problems.append("preprocessing differs (report %s..., baseline %s...)"
+                        % (r["preprocessing"]["sha256"][:12], str(b["preprocessing"].get("sha256"))[:12]))
+    if problems:
+        raise UserError("report and baseline measure different things: " + "; ".join(problems)
+                        + ". Re-run bench on the baseline's model and images, or record a new baseline with "
+                          "inception-deploy baseline")
+
+
+def resolve_limits(baseline: Dict[str, Any], overrides: Dict[str, Optional[float]]) -> Dict[str, Optional[float]]:
+    limits = dict(DEFAULT_LIMITS)
+    limits.update({k: v for k, v in (baseline.get("limits") or {}).items() if k in DEFAULT_LIMITS})
+    limits.update({k: v for k, v in overrides.items() if v is not None})
+    for k, v in limits.items():
+        if v is not None and v < 0:
+            raise UserError(f"{k} must be >= 0, got {v}")
+    return limits
+
+
+def _significance(d: Dict[str, Any]) -> str:
+    p = d.get("mcnemar_p")
+    if p is None:
+        return ""
+    return f"McNemar p={p:.2g}: " + ("real at this sample size" if p < 0.05 else "within noise at this sample size")
+
+
+def evaluate(report: Dict[str, Any], baseline: Dict[str, Any], report_path: str = "", baseline_path: str = "",
+             overrides: Optional[Dict[str, Optional[float]]] = None) -> GateResult:
+    check_identity(report, baseline)
+    limits = resolve_limits(baseline, overrides or {})
+    res = GateResult(report_path, baseline_path, limits)
+    got = {r["id"]: r for r in report["rows"]}
+    top1, top5, lat = limits["max_top1_drop"], limits["max_top5_drop"], limits["max_latency_regression"]
+    for rid, base in baseline["rows"].items():
+        r = got.get(rid)
+        if r is None:
+            why = next((s["reason"] for s in report.get("skipped", []) if s["id"] == rid), None)
+            res.checks.append(Check(rid, "present in report", None, None, "", False,
+                                    "in the baseline but not measured" + (f" (skipped: {why})" if why else "")))
+            continue
+        d = r.get("drift")
+        if d:
+            for name, value, limit in (("top-1 drop vs reference", d["top1_drop"], top1),
+                                       ("top-5 drop vs reference", d["top5_drop"], top5)):
+                if limit is not None:
+                    res.checks.append(Check(rid, name, value, limit, "points", value <= limit + EPS,
+                                            _significance(d) if name.startswith("top-1") else ""))
+        for name, key, limit in (("top-1 fall vs baseline", "top1", top1), ("top-5 fall vs baseline", "top5", top5)):
+            if limit is None or base.get(key) is None:
+                continue
+            fall = base[key] - r["accuracy"][key]
+            res.checks.append(Check(rid, name, fall, limit, "points", fall <= limit + EPS,
+                                    f"{base[key]:.2f} % -> {r['accuracy'][key]:.2f} %"))
+        if lat is not None:
+            now = {str(lr["batch"]): lr["e2e_ms"]["p50"] for lr in r["latency"] if not lr.get("with_preprocessing")}
+            for batch, was in sorted(base.get("latency_p50_ms", {}).items(), key=lambda kv: int(kv[0])):
+                if batch not in now:
+                    res.notes.append(f"{rid}: batch {batch} latency not measured in the report")
+                    continue
+                change = 100.0 * (now[batch] - was) / was if was > 0 else 0.0
+                res.checks.append(Check(rid, f"p50 latency change, batch {batch}", change, lat, "%",
+                                        change <= lat + EPS, f"{was:.3g} ms -> {now[batch]:.3g} ms"))
+    for rid in got:
+        if rid not in baseline["rows"]:
+            res.notes.append(f"{rid}: not in the baseline (only reported; record a new baseline to gate it)")
+    if lat is not None and report.get("environment"):
+        from benchmarks.environment import one_line
+        if baseline.get("environment") and one_line(report["environment"]) != baseline["environment"]:
+            res.notes.append("latency compared across different environments: baseline " + baseline["environment"])
+    return res
+
+
+def screen(res: GateResult) -> str:
+    """One screen: which number broke which limit."""
+    lim = res.limits
+    lines = [f"gate: {res.report} against {res.baseline}",
+             "limits: top-1 drop {} points, top-5 drop {} points, latency regression {}".format(
+                 lim["max_top1_drop"], lim["max_top5_drop"],
+                 "off" if lim["max_latency_regression"] is None else f"{lim['max_latency_regression']} %"),
+             "",
+             f"{'runner':<26} {'check':<34} {'value':>9} {'limit':>7} {'unit':<7} result"]
+    lines += [c.line() for c in res.checks]
+    lines += [f"note: {n}" for n in res.notes]
+    lines.append("")
+    if res.passed:
+        lines.append(f"PASSED: all {len(res.checks)} checks hold")
+    else:
+        lines.append(f"FAILED: {len(res.failures)} of {len(res.checks)} checks broke their limits:")
+        lines += ["  " + c.failure() for c in res.failures]
+    return "\n".join(lines)
+
+
+def junit_xml(res: Optional[GateResult], error: Optional[str] = None) -> str:
+    """JUnit XML for CI systems: one testcase per check (or one error for unusable input)."""
+    suite = ET.Element("testsuite", name="inception-deploy gate")
+    if res is None:
+        case = ET.SubElement(suite, "testcase", classname="gate", name="inputs usable")
+        ET.SubElement(case, "error", message=error or "unusable input").text = error or ""
+        suite.set("tests", "1")
+        suite.set("failures", "0")
+        suite.set("errors", "1")
+    else:
+        for c in res.checks:
+            case = ET.SubElement(suite, "testcase", classname="gate." + c.row, name=c.name)
+            if not c.passed:
+                ET.SubElement(case, "failure", message=c.failure()).text = c.line()
+        suite.set("tests", str(len(res.checks)))
+        suite.set("failures", str(len(res.failures)))
+        suite.set("errors", "0")
+    root = ET.Element("testsuites")
+    root.append(suite)
+    if hasattr(ET, "indent"):  # Python 3.9+
+        ET.indent(root)
+    return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+
+
+def write_junit(path: str, res: Optional[GateResult], error: Optional[str] = None) -> None:
+    atomic.write_text(path, junit_xml(res, error))
