@@ -16,7 +16,6 @@ checks, for every runner in the baseline:
 
 Limits come from the baseline file, flags override them. stdlib only, Python 3.8 syntax.
 """
-import json
 import os
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
@@ -121,11 +120,7 @@ def load_baseline(path: str) -> Dict[str, Any]:
     if not os.path.isfile(path):
         raise UserError(f"baseline not found: {path} (write one from a trusted run with inception-deploy baseline "
                         "--report REPORT --out PATH, then commit it)")
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except ValueError as e:
-        raise UserError(f"{path} is not valid JSON ({e}); rewrite it with inception-deploy baseline") from None
+    data = atomic.read_json(path, "rewrite it with inception-deploy baseline")
     if not isinstance(data, dict) or data.get("schema") != BASELINE_SCHEMA:
         raise UserError(f"{path} is not a baseline ({BASELINE_SCHEMA}); write it with inception-deploy baseline")
     return data

@@ -21,7 +21,7 @@ Device-side: stdlib only.
 import hashlib
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from engines import host as hostinfo

@@ -34,7 +34,7 @@ def _echo(text: str) -> None:
 def cmd_build(args: argparse.Namespace) -> int:
     from engines import builder, host, targets
     from engines.trt_api import import_tensorrt
-    from pipeline.errors import Unsupported, UserError
+    from pipeline.errors import Unsupported
 
     given = args.target
     target = targets.resolve_target(given)

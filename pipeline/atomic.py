@@ -1,4 +1,4 @@
-"""Atomic writes: every artifact appears complete at its final path, or not at all.
+"""Atomic writes (every artifact appears complete at its final path, or not at all) and JSON reads.
 
 A temp file is written in the destination folder (same filesystem) and renamed over the final
 path with ``os.replace``; on any exception the temp file is removed and the destination is left
@@ -53,6 +53,17 @@ def write_bytes(path: str, data: bytes) -> None:
 
 def write_text(path: str, text: str) -> None:
     write_bytes(path, text.encode("utf-8"))
+
+
+def read_json(path: str, fix: str = "regenerate it") -> Any:
+    """Load a JSON file; a malformed one is a one-line UserError ending in ``fix``."""
+    from pipeline.errors import UserError
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except ValueError as e:
+        raise UserError(f"{path} is not valid JSON ({e}); {fix}") from None
 
 
 def write_json(path: str, obj: Any) -> None:

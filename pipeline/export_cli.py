@@ -1,6 +1,5 @@
 """CLI for the export stage: ``export``, ``info`` and the stage ``summary``."""
 import argparse
-import json
 import os
 from typing import Any
 

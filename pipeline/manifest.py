@@ -20,7 +20,6 @@ Envelope::
     stage         stage-specific record (versions, parity, calibration, build, ...)
 """
 import datetime
-import json
 import os
 from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, List, Optional
@@ -117,11 +116,7 @@ def read(artifact_path: str, expect_kind: Optional[str] = None, verify: bool = T
     if not os.path.isfile(path):
         raise UserError(f"no manifest beside {artifact_path} (expected {path}); artifacts are made with their "
                         "manifest by inception-deploy export/calibrate/build")
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except ValueError as e:
-        raise UserError(f"{path} is not valid JSON ({e})") from None
+    data = atomic.read_json(path)
     m = Manifest.from_dict(data, where=path)
     if expect_kind and m.kind != expect_kind and not (expect_kind == "onnx*" and m.kind.startswith("onnx")):
         raise UserError(f"{path} describes a {m.kind!r} artifact, expected {expect_kind!r}")

@@ -71,3 +71,14 @@ def test_tiny_inception_is_inception_shaped_and_small():
                          "ReductionB", "InceptionC"]
     assert info.stage("InceptionC").output_shape == (384, 4, 4)
     assert info.params < 1.2e6 and info.macs < 60e6
+
+
+def test_project_architectures_speak_timms_classifier_api():
+    for arch, feats, size in (("tiny_inception", 384, 56), ("inception_resnet_v1", 1792, 75)):
+        model = timm.create_model(arch, num_classes=7).eval()
+        x = torch.rand(2, 3, size, size)
+        with torch.no_grad():
+            assert model(x).shape == (2, 7)
+            assert model.forward_head(model.forward_features(x), pre_logits=True).shape == (2, feats)
+            model.reset_classifier(3)
+            assert model(x).shape == (2, 3) and model.get_classifier().out_features == 3

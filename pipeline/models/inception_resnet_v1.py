@@ -11,11 +11,10 @@ from typing import Any, Dict, List
 
 import torch
 from torch import nn
-from timm.layers import SelectAdaptivePool2d
 from timm.models._builder import build_model_with_cfg
 from timm.models._registry import generate_default_cfgs, register_model
 
-from pipeline.models.layers import ConvBnRelu
+from pipeline.models.layers import ClassifierBase, ConvBnRelu
 
 
 class Stem(nn.Module):
@@ -117,7 +116,7 @@ class BlockC(nn.Module):
         return self.act(x + self.scale * self.up(mixed))
 
 
-class InceptionResNetV1(nn.Module):
+class InceptionResNetV1(ClassifierBase):
     """Inception-ResNet-v1 with configurable residual scales (paper: 0.1 to 0.3)."""
 
     def __init__(self, num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.2,
@@ -127,8 +126,7 @@ class InceptionResNetV1(nn.Module):
         for name, s in (("scale_a", scale_a), ("scale_b", scale_b), ("scale_c", scale_c)):
             if not 0.0 < s <= 1.0:
                 raise ValueError(f"{name} must be in (0, 1] (the paper uses 0.1-0.3), got {s}")
-        self.num_classes = num_classes
-        self.num_features = self.head_hidden_size = 1792
+        self.num_features = 1792
         self.stem = Stem(in_chans)
         self.repeat_a = nn.Sequential(*[BlockA(scale_a) for _ in range(5)])
         self.reduction_a = ReductionA()
@@ -140,29 +138,12 @@ class InceptionResNetV1(nn.Module):
             dict(num_chs=896, reduction=16, module="reduction_a"),
             dict(num_chs=1792, reduction=32, module="repeat_c"),
         ]
-        self.global_pool = SelectAdaptivePool2d(pool_type=global_pool, flatten=True)
-        self.head_drop = nn.Dropout(drop_rate)
-        self.last_linear = nn.Linear(self.num_features, num_classes)
-
-    def get_classifier(self) -> nn.Module:
-        return self.last_linear
-
-    def reset_classifier(self, num_classes: int, global_pool: str = "avg") -> None:
-        self.num_classes = num_classes
-        self.global_pool = SelectAdaptivePool2d(pool_type=global_pool, flatten=True)
-        self.last_linear = nn.Linear(self.num_features, num_classes) if num_classes else nn.Identity()
+        self._init_head(self.num_features, num_classes, drop_rate, global_pool)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.repeat_a(self.stem(x))
         x = self.repeat_b(self.reduction_a(x))
         return self.repeat_c(self.reduction_b(x))
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = self.head_drop(self.global_pool(x))
-        return x if pre_logits else self.last_linear(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 default_cfgs = generate_default_cfgs({

@@ -5,7 +5,6 @@
 (dict). Weights are stored in fp16 to keep committed models small and upcast to fp32 on load:
 the fp32 model is the baseline every later stage compares against.
 """
-import json
 import os
 from typing import Any, Dict, List, Mapping, Optional
 
@@ -49,11 +48,7 @@ def read_config(folder: str) -> Dict[str, Any]:
     if not os.path.isfile(path) or not os.path.isfile(os.path.join(folder, WEIGHTS)):
         raise UserError(f"{folder} is not a model folder: expected {CONFIG} and {WEIGHTS} "
                         "(timm / Hugging Face layout)")
-    try:
-        with open(path, encoding="utf-8") as f:
-            config = json.load(f)
-    except ValueError as e:
-        raise UserError(f"{path} is not valid JSON ({e})") from None
+    config = atomic.read_json(path, "expected timm's config.json layout")
     if "architecture" not in config:
         raise UserError(f"{path} names no 'architecture'; expected timm's config.json layout")
     return config

@@ -11,11 +11,10 @@ from typing import Any, Dict, List
 
 import torch
 from torch import nn
-from timm.layers import SelectAdaptivePool2d
 from timm.models._builder import build_model_with_cfg
 from timm.models._registry import generate_default_cfgs, register_model
 
-from pipeline.models.layers import ConvBnRelu
+from pipeline.models.layers import ClassifierBase, ConvBnRelu
 
 
 class InceptionA(nn.Module):
@@ -93,14 +92,13 @@ class InceptionC(nn.Module):
                           self.branch2_1a(b2), self.branch2_1b(b2), self.branch3(x)], 1)
 
 
-class TinyInception(nn.Module):
+class TinyInception(ClassifierBase):
     """Stem -> 2 x A -> Red-A -> 2 x B -> Red-B -> C -> pool -> dropout -> linear (56x56 input)."""
 
     def __init__(self, num_classes: int = 200, in_chans: int = 3, drop_rate: float = 0.2,
                  global_pool: str = "avg") -> None:
         super().__init__()
-        self.num_classes = num_classes
-        self.num_features = self.head_hidden_size = 384
+        self.num_features = 384
         self.features = nn.Sequential(
             ConvBnRelu(in_chans, 24, 3, stride=2, padding=1),   # 28x28x24
             ConvBnRelu(24, 64, 3, padding=1),                  # 28x28x64
@@ -116,27 +114,10 @@ class TinyInception(nn.Module):
             dict(num_chs=224, reduction=8, module="features.7"),
             dict(num_chs=384, reduction=14, module="features.9"),
         ]
-        self.global_pool = SelectAdaptivePool2d(pool_type=global_pool, flatten=True)
-        self.head_drop = nn.Dropout(drop_rate)
-        self.last_linear = nn.Linear(self.num_features, num_classes)
-
-    def get_classifier(self) -> nn.Module:
-        return self.last_linear
-
-    def reset_classifier(self, num_classes: int, global_pool: str = "avg") -> None:
-        self.num_classes = num_classes
-        self.global_pool = SelectAdaptivePool2d(pool_type=global_pool, flatten=True)
-        self.last_linear = nn.Linear(self.num_features, num_classes) if num_classes else nn.Identity()
+        self._init_head(self.num_features, num_classes, drop_rate, global_pool)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x)
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = self.head_drop(self.global_pool(x))
-        return x if pre_logits else self.last_linear(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 default_cfgs = generate_default_cfgs({
