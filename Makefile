@@ -48,15 +48,86 @@ $(ONNX): $(STAMP)
 
 export: $(ONNX)
 
+# ---- stage 2: calibrate (calibration/) ----------------------------------------------------------
+# INT8 Q/DQ + FP16 ONNX beside model.onnx, from 500 class-balanced calib/ images (seed 0), drift
+# measured with ONNX Runtime on 1000 class-balanced val/ images (seed 0); CALIB_ARGS="--eval-count all"
+# for all 5,000, CALIB_ARGS="--accuracy-budget top1=0.3,top5=0.3" for the budget search.
+INT8_ONNX  := $(OUT)/onnx/model.int8.onnx
+FP16_ONNX  := $(OUT)/onnx/model.fp16.onnx
+CALIB_ARGS ?=
+
+$(INT8_ONNX): $(ONNX)
+	$(CLI) calibrate --onnx $(ONNX) --images $(CALIB_IMAGES) --eval-images $(VAL_IMAGES) --precision int8,fp16 $(CALIB_ARGS)
+
+$(FP16_ONNX): $(INT8_ONNX)
+	@test -f $@ || $(CLI) calibrate --onnx $(ONNX) --images $(CALIB_IMAGES) --eval-images $(VAL_IMAGES) --precision fp16 $(CALIB_ARGS)
+
+calibrate: $(STAMP) $(INT8_ONNX) $(FP16_ONNX)
+
+# ---- stage 3: engines (engines/) -----------------------------------------------------------------
+# TARGET=rtx (default) really builds a TensorRT-RTX engine here, from model.onnx / model.fp16.onnx /
+# model.int8.onnx for PRECISION=fp32 / fp16 / int8, into $(OUT)/engines/<target>/<model>/<precision>/.
+# TARGET=jetson (alias of jetson-orin), jetson-xavier, datacenter-hopper, ... cannot be built on this
+# machine: the command says why and writes a deploy bundle to $(OUT)/bundle/<target>/ instead.
+# `make targets` lists them. An up-to-date engine is kept; ENGINE_ARGS=--force rebuilds,
+# ENGINE_ARGS="--dla-core 0" builds for a Jetson's DLA (on the device).
+ENGINE_ARGS ?=
+ENGINE_DEPS := $(if $(filter fp32,$(PRECISION)),$(ONNX),$(INT8_ONNX) $(FP16_ONNX))
+
+engine: $(STAMP) $(ENGINE_DEPS)
+	$(CLI) build --onnx-dir $(OUT)/onnx --target $(TARGET) --precision $(PRECISION) --out $(OUT) $(ENGINE_ARGS)
+
+targets: $(STAMP)
+	@$(CLI) targets
+
+# ---- stage 4: bench, baseline, gate (benchmarks/) ----------------------------------------------
+# bench measures every ONNX / engine artifact under $(OUT) plus the PyTorch FP32 model on 1000
+# class-balanced val images (seed 0); BENCH_ARGS=--all for all 5,000. Missing FP16/INT8 artifacts
+# are reported, what exists is measured. gate checks the report against the committed baseline.
+BENCH_DIR  := $(OUT)/bench
+REPORT     := $(BENCH_DIR)/report.json
+BASELINE   ?= benchmarks/baselines/$(notdir $(MODEL)).json
+BENCH_ARGS ?=
+BASELINE_ARGS ?=
+BENCH_CMD   = $(CLI) bench --from $(OUT) --images $(VAL_IMAGES) --out $(BENCH_DIR) $(BENCH_ARGS)
+
+bench: $(STAMP) export
+	$(BENCH_CMD)
+
+$(REPORT): $(ONNX) $(wildcard $(INT8_ONNX) $(FP16_ONNX))
+	$(BENCH_CMD)
+
+gate: $(STAMP) $(REPORT)
+	$(CLI) gate --report $(REPORT) --baseline $(BASELINE) --junit $(BENCH_DIR)/gate-junit.xml
+
+baseline: $(STAMP) $(REPORT)
+	$(CLI) baseline --report $(REPORT) --out $(BASELINE) $(BASELINE_ARGS)
+
 # ---- the demo: every stage, then one line per stage and the next command ---------------------
-demo: $(STAMP) export
+# Engines: TensorRT-RTX INT8/FP16/FP32 built here, and the Jetson deploy bundle (no Jetson here).
+demo: $(STAMP)
+	@$(MAKE) --no-print-directory export calibrate
+	@$(MAKE) --no-print-directory engine TARGET=rtx PRECISION=int8
+	@$(MAKE) --no-print-directory engine TARGET=rtx PRECISION=fp16
+	@$(MAKE) --no-print-directory engine TARGET=rtx PRECISION=fp32
+	@$(MAKE) --no-print-directory engine TARGET=jetson PRECISION=int8
+	@$(MAKE) --no-print-directory $(REPORT)
+	@$(MAKE) --no-print-directory gate
+	@echo
 	@$(CLI) summary $(OUT)
 
 test-model: $(STAMP)
 	$(BIN)/python tools/train_test_model.py --data $(DATA)/tiny-imagenet-200 --out models/tiny_inception.tiny200
 
+# Needs a CUDA GPU (docs/reference-models.md: how to run it on the lent H100/H200 in 10-minute
+# commands). Each command resumes from build/reference/<arch>.pt until the recipe is done.
+REF_DATA ?= $(DATA)/tiny-imagenet-200
+REF_ARGS ?=
 reference-models: $(STAMP)
-	$(BIN)/python tools/train_reference.py --help
+	$(BIN)/python tools/train_reference.py train --arch inception_v4 --data $(REF_DATA) $(REF_ARGS)
+	$(BIN)/python tools/train_reference.py train --arch inception_resnet_v2 --data $(REF_DATA) $(REF_ARGS)
+	$(BIN)/python tools/model_card.py --model local-dir:models/inception_v4.tiny200
+	$(BIN)/python tools/model_card.py --model local-dir:models/inception_resnet_v2.tiny200
 
 clean:
 	rm -rf build

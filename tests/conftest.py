@@ -61,3 +61,51 @@ def test_model_onnx(tmp_path_factory, test_model, val_dir) -> str:
     out = str(tmp_path_factory.mktemp("test_model_onnx"))
     run_export(test_model, out, val_dir, parity_count=32)
     return os.path.join(out, "model.onnx")
+
+
+# ---- engines stage (tests/test_engines_*.py) ---------------------------------------------------
+@pytest.fixture(scope="session")
+def engines_onnx_dir(tmp_path_factory, test_model_onnx, calib_dir) -> str:
+    """A folder laid out as export + calibrate leave it: model.onnx, model.fp16.onnx (modelopt
+    autocast), model.int8.onnx (modelopt Q/DQ, 32 shared calib images) and a TensorRT calibration
+    cache, each with its manifest. modelopt rewrites its input ONNX, so it works on copies."""
+    import shutil
+    import struct
+
+    import numpy as np
+    import onnx
+    from modelopt.onnx.autocast import convert_to_mixed_precision
+    from modelopt.onnx.quantization import quantize
+
+    from pipeline import manifest as mf
+    from pipeline.datasets import open_image_folder, select
+
+    out = str(tmp_path_factory.mktemp("engines_onnx"))
+    base = os.path.join(out, "model.onnx")
+    shutil.copy(test_model_onnx, base)
+    shutil.copy(mf.sidecar(test_model_onnx), mf.sidecar(base))
+    m = mf.read(base, expect_kind="onnx")
+    folder = open_image_folder(calib_dir)
+    images = np.concatenate([b.images for b in folder.subset(select(folder.samples, 32, 0))
+                             .batches(m.preprocessing_obj(), batch_size=32, progress=None)])
+    work = str(tmp_path_factory.mktemp("engines_modelopt"))
+    for name in ("in.onnx", "in_fp16.onnx"):
+        shutil.copy(base, os.path.join(work, name))
+    quantize(os.path.join(work, "in.onnx"), quantize_mode="int8", calibration_data=images, calibration_method="max",
+             calibration_eps=["cpu"], high_precision_dtype="fp32", output_path=os.path.join(out, "model.int8.onnx"))
+    mf.write(mf.derive(m, base, "onnx-int8", {"summary": "test Q/DQ INT8 (modelopt max, 32 images)"}),
+             os.path.join(out, "model.int8.onnx"))
+    fp16 = convert_to_mixed_precision(os.path.join(work, "in_fp16.onnx"), low_precision_type="fp16", keep_io_types=True,
+                                      providers=["cpu"])
+    onnx.save(fp16, os.path.join(out, "model.fp16.onnx"))
+    mf.write(mf.derive(m, base, "onnx-fp16", {"summary": "test FP16 (modelopt autocast)"}),
+             os.path.join(out, "model.fp16.onnx"))
+    cache = os.path.join(out, "model.int8.calib.cache")
+    names = ["input"] + [n.output[0] for n in onnx.load(base).graph.node]
+    with open(cache, "w") as f:
+        f.write("TRT-8601-EntropyCalibration2\n")
+        f.writelines("%s: %s\n" % (n, struct.pack(">f", 0.02).hex()) for n in names)
+    mf.write(mf.derive(m, base, "calibration", {"summary": "test calibration cache"}), cache)
+    mf.read(base, expect_kind="onnx")  # the exported ONNX is untouched
+    return out
+

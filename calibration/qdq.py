@@ -1,0 +1,257 @@
+"""Explicit-quantization ONNX through NVIDIA Model Optimizer, with our activation ranges.
+
+modelopt decides *where* Q/DQ goes (TensorRT-friendly placement, per-channel weights, its
+``concat_elimination`` scale groups); the ranges come from :mod:`calibration.methods`. They are
+handed over through modelopt's TensorRT calibration-cache import, so every method yields the same
+kind of graph.
+
+What modelopt 0.47 does with a cache (read from its source and checked here on every run):
+it still runs its own ONNX Runtime calibration over ``calibration_data`` and only afterwards
+overwrites each activation scale with the cache's value (``replace_scale_values``), per tensor
+name; nodes whose inputs the cache does not name are left unquantized. So it is given only
+``MINIMAL_IMAGES`` images (its own pass is wasted work), a cache that names every tensor, with one
+value per Concat group (a per-tensor overwrite would otherwise break the groups); and after it
+returns, every activation scale is compared with ours and re-imported if it differs (none has,
+with 0.47). modelopt also writes shape-inference results back into the ONNX file it is given, so
+it only ever sees a copy. One placement fix follows (``quantize_maxpool_outputs``): the pooling
+branch of the Inception reduction blocks gets a Q/DQ so TensorRT keeps it in INT8.
+"""
+import contextlib
+import io
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Mapping, Optional, Sequence
+
+import numpy as np
+
+from calibration import cache as trt_cache
+from pipeline import atomic
+from pipeline.errors import CheckFailed, UserError
+
+MINIMAL_IMAGES = 2
+HIGH_PRECISION_DTYPES = ("fp32", "fp16")
+
+
+@dataclass
+class QdqGraph:
+    """Facts about a Q/DQ graph that manifests and the budget search need."""
+
+    activation_scales: Dict[str, float]      # tensor -> scale of its activation QuantizeLinear
+    quantized_nodes: List[str]               # compute nodes reading a dequantized activation
+    weight_quantizers: int
+    qdq_pairs: int
+    opset: int
+    op_counts: Dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"activation_quantizers": len(self.activation_scales), "weight_quantizers": self.weight_quantizers,
+                "quantize_linear_nodes": self.qdq_pairs, "quantized_nodes": len(self.quantized_nodes),
+                "opset": self.opset, "op_counts": self.op_counts}
+
+
+def inspect_qdq(model: Any) -> QdqGraph:
+    """Read activation scales, quantized compute nodes and counts from a Q/DQ ModelProto."""
+    from onnx import numpy_helper
+
+    graph = model.graph
+    inits = {i.name: i for i in graph.initializer}
+    producers = {o: n for n in graph.node for o in n.output}
+    scales: Dict[str, float] = {}
+    weight_q = q_count = 0
+    for node in graph.node:
+        if node.op_type != "QuantizeLinear":
+            continue
+        q_count += 1
+        if node.input[0] in inits:
+            weight_q += 1
+            continue
+        scales[node.input[0]] = float(np.asarray(numpy_helper.to_array(inits[node.input[1]])).reshape(-1)[0])
+    quantized: List[str] = []
+    for node in graph.node:
+        if node.op_type in ("QuantizeLinear", "DequantizeLinear"):
+            continue
+        for name in node.input:
+            dq = producers.get(name)
+            if dq is not None and dq.op_type == "DequantizeLinear" and dq.input[0] not in inits:
+                quantized.append(node.name)
+                break
+    counts: Dict[str, int] = {}
+    for node in graph.node:
+        counts[node.op_type] = counts.get(node.op_type, 0) + 1
+    opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
+    return QdqGraph(scales, quantized, weight_q, q_count, opset, dict(sorted(counts.items())))
+
+
+@contextlib.contextmanager
+def _quiet() -> Any:
+    """modelopt and ONNX Runtime's calibrator print progress bars (and an NVML error on GPU-less
+    hosts); keep them out of the user's terminal, and show the tail only when the call fails."""
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer), contextlib.redirect_stderr(buffer):
+        yield buffer
+
+
+def modelopt_quantize(onnx_path: str, out_path: str, calibration_images: np.ndarray, input_name: str,
+                      cache_path: Optional[str] = None, nodes_to_exclude: Sequence[str] = (),
+                      high_precision_dtype: str = "fp32", method: str = "max") -> None:
+    """One call of ``modelopt.onnx.quantization.quantize`` on the CPU, INT8, writing ``out_path``."""
+    if high_precision_dtype not in HIGH_PRECISION_DTYPES:
+        raise UserError(f"high-precision dtype {high_precision_dtype!r}: expected one of "
+                        f"{', '.join(HIGH_PRECISION_DTYPES)}")
+    from modelopt.onnx.quantization import quantize
+
+    # modelopt 0.47 writes shape-inference results back into the file it is given: hand it a copy
+    work = tempfile.mkdtemp(prefix=".modelopt.", dir=os.path.dirname(os.path.abspath(out_path)))
+    copy = os.path.join(work, os.path.basename(onnx_path))
+    shutil.copyfile(onnx_path, copy)
+    with _quiet() as log:
+        try:
+            quantize(copy, quantize_mode="int8", calibration_data={input_name: calibration_images},
+                     calibration_method=method, calibration_cache_path=cache_path, calibration_eps=["cpu"],
+                     nodes_to_exclude=list(nodes_to_exclude),   # modelopt extends the list it is given
+                     high_precision_dtype=high_precision_dtype, output_path=out_path, log_level="WARNING")
+        except Exception as e:
+            tail = "\n".join(log.getvalue().strip().splitlines()[-5:])
+            raise CheckFailed(f"modelopt quantization of {onnx_path} failed: {type(e).__name__}: {e}"
+                              + (f" (last output: {tail})" if tail else "")) from None
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+    if not os.path.isfile(out_path):
+        raise CheckFailed(f"modelopt wrote no model for {onnx_path} (no quantizable nodes?)")
+
+
+@dataclass
+class QuantizeResult:
+    graph: QdqGraph
+    reimported_scales: int         # activation scales modelopt left different from ours (fixed after)
+    unscaled_tensors: List[str]    # quantized tensors with no range of ours (kept modelopt's)
+    maxpool_outputs_quantized: List[str]
+    seconds: float
+
+
+def quantize_with_scales(onnx_path: str, out_path: str, scales: Mapping[str, float], images: np.ndarray,
+                         input_name: str, nodes_to_exclude: Sequence[str] = (),
+                         high_precision_dtype: str = "fp32", cache_version: str = trt_cache.DEFAULT_VERSION
+                         ) -> QuantizeResult:
+    """Q/DQ model at ``out_path`` (atomically) whose activation scales are ``scales``."""
+    import onnx
+
+    t0 = time.perf_counter()
+    work = tempfile.mkdtemp(prefix=".quantize.", dir=os.path.dirname(os.path.abspath(out_path)))
+    try:
+        cache_path = os.path.join(work, "scales.cache")
+        trt_cache.write_cache(cache_path, scales, cache_version)
+        tmp_model = os.path.join(work, "model.int8.onnx")
+        modelopt_quantize(onnx_path, tmp_model, images[:MINIMAL_IMAGES], input_name, cache_path,
+                          nodes_to_exclude, high_precision_dtype)
+        model = onnx.load(tmp_model)
+        reimported, unscaled = import_scales(model, scales)
+        pools = quantize_maxpool_outputs(model, scales)
+        with atomic.atomic_path(out_path, suffix=".onnx") as tmp:
+            onnx.save(model, tmp)
+        return QuantizeResult(inspect_qdq(model), reimported, unscaled, pools, time.perf_counter() - t0)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def import_scales(model: Any, scales: Mapping[str, float]) -> "tuple[int, List[str]]":
+    """Set each activation QuantizeLinear/DequantizeLinear scale to ours; returns (changed, missing)."""
+    from onnx import numpy_helper
+
+    graph = model.graph
+    index = {init.name: i for i, init in enumerate(graph.initializer)}
+    changed = 0
+    missing: List[str] = []
+    done = set()
+    for node in graph.node:
+        if node.op_type != "QuantizeLinear" or node.input[0] in index:
+            continue
+        tensor, scale_name = node.input[0], node.input[1]
+        if tensor not in scales:
+            missing.append(tensor)
+            continue
+        if scale_name in done:
+            continue
+        done.add(scale_name)
+        current = numpy_helper.to_array(graph.initializer[index[scale_name]])
+        want = np.asarray(scales[tensor], dtype=current.dtype).reshape(current.shape)
+        if not np.allclose(current.astype(np.float64), want.astype(np.float64), rtol=1e-6, atol=0.0):
+            graph.initializer[index[scale_name]].CopyFrom(numpy_helper.from_array(want, scale_name))
+            changed += 1
+    return changed, missing
+
+
+def quantize_maxpool_outputs(model: Any, scales: Mapping[str, float]) -> List[str]:
+    """Q/DQ after each INT8-fed MaxPool whose output goes on unquantized (the Inception reduction
+    blocks' pooling branch into a Concat), with the scale of its Concat group.
+
+    modelopt leaves that branch unquantized, and TensorRT-RTX then dequantizes it, pools in FP32 and
+    hands the Concat a Float tensor (seen in the build's ``Layers:`` log). With the Q/DQ the pool
+    runs in INT8 and writes the Concat's scale, so every Concat input shares the output's scale
+    (what ``concat_elimination`` arranges for the other inputs). Without a range of ours for the
+    tensor, the pool's input scale is reused (lossless: max-pooling keeps values on the INT8 grid).
+    Returns the MaxPool nodes changed.
+    """
+    from onnx import helper, numpy_helper
+
+    graph = model.graph
+    inits = {i.name: i for i in graph.initializer}
+    producers = {o: n for n in graph.node for o in n.output}
+    consumers: Dict[str, List[Any]] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    graph_outputs = {o.name for o in graph.output}
+    changed: List[str] = []
+    nodes: List[Any] = []
+    for node in graph.node:
+        nodes.append(node)
+        if node.op_type != "MaxPool" or len(node.output) != 1:
+            continue
+        dq = producers.get(node.input[0])
+        out = node.output[0]
+        if dq is None or dq.op_type != "DequantizeLinear" or dq.input[0] in inits or out in graph_outputs:
+            continue
+        if any(c.op_type == "QuantizeLinear" for c in consumers.get(out, [])):
+            continue
+        scale_name, zero_name = dq.input[1], dq.input[2]
+        if out in scales:
+            scale_name, zero_name = out + "_scale", out + "_zero_point"
+            dtype = numpy_helper.to_array(inits[dq.input[1]]).dtype
+            zero = numpy_helper.to_array(inits[dq.input[2]])
+            graph.initializer.append(numpy_helper.from_array(np.asarray(scales[out], dtype=dtype), scale_name))
+            graph.initializer.append(numpy_helper.from_array(np.zeros_like(zero), zero_name))
+        q_out, dq_out = out + "_QuantizeLinear_Output", out + "_DequantizeLinear_Output"
+        for consumer in consumers.get(out, []):
+            for i, name in enumerate(consumer.input):
+                if name == out:
+                    consumer.input[i] = dq_out
+        nodes.append(helper.make_node("QuantizeLinear", [out, scale_name, zero_name], [q_out],
+                                      name=out + "_QuantizeLinear"))
+        nodes.append(helper.make_node("DequantizeLinear", [q_out, scale_name, zero_name], [dq_out],
+                                      name=out + "_DequantizeLinear"))
+        changed.append(node.name)
+    del graph.node[:]
+    graph.node.extend(nodes)
+    return changed
+
+
+def scales_from_amax(amax: Mapping[str, float], floor: float = 1e-8) -> Dict[str, float]:
+    """scale = amax / 127; an all-zero tensor gets a tiny positive scale (it quantizes to 0 anyway)."""
+    return {name: max(float(value), floor * 127.0) / trt_cache.INT8_MAX for name, value in amax.items()}
+
+
+def versions() -> Dict[str, str]:
+    import onnx
+    import onnxruntime
+
+    try:
+        from importlib.metadata import version
+        modelopt_version = version("nvidia-modelopt")
+    except Exception:  # metadata missing in a vendored install
+        modelopt_version = "unknown"
+    return {"nvidia-modelopt": modelopt_version, "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__,
+            "numpy": np.__version__}

@@ -1,0 +1,471 @@
+"""The calibrate stage: FP32 ONNX -> INT8 Q/DQ ONNX and/or FP16 ONNX, with manifests and drift.
+
+Parts, each timed and printed:
+1. choose the calibration images (seeded, class-balanced; sha256 of each file),
+2. one ONNX Runtime pass recording a histogram of every activation (cached by model + images),
+3. activation ranges by the chosen method, one value per Concat group; the TensorRT calibration
+   cache and its ``calibration`` manifest,
+4. the Q/DQ model through modelopt's cache import: modelopt places Q/DQ, our scales are checked
+   and re-imported if it changed them,
+5. drift on the evaluation images, and the accuracy-budget search when a budget is given,
+6. the TensorRT-RTX INT8 build's layer check (engines.builder),
+7. FP16 through AutoCast.
+"""
+import os
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Sequence
+
+import numpy as np
+
+from calibration import cache as trt_cache
+from calibration import data as cdata
+from calibration import methods as cmethods
+from calibration import qdq
+from calibration import stats as cstats
+from pipeline import manifest as mf
+from pipeline.errors import CheckFailed, UserError
+
+DEFAULT_METHOD = "percentile-99.999"
+DEFAULT_COUNT = 500
+DEFAULT_EVAL_COUNT = 1000
+PRECISIONS = ("int8", "fp16")
+REFERENCE_IMAGES = 32          # FP16 AutoCast reference batch and sensitivity pass
+STATS_MEMORY = 1 << 30         # bytes of activations one histogram-pass batch may hold
+
+
+@dataclass
+class Options:
+    onnx_path: str
+    images: str
+    precisions: Sequence[str] = ("int8",)
+    method: str = DEFAULT_METHOD
+    count: int = DEFAULT_COUNT
+    seed: int = 0
+    batch_size: int = 32
+    out_dir: Optional[str] = None
+    eval_images: Optional[str] = None
+    eval_count: Optional[int] = DEFAULT_EVAL_COUNT
+    budget: Optional[str] = None
+    max_minutes: float = 10.0
+    high_precision: str = "fp32"
+    cache_version: str = trt_cache.DEFAULT_VERSION
+    trt_check: bool = True
+    compare_methods: Sequence[str] = ()
+    nodes_to_exclude: Sequence[str] = ()
+    stats_cache: bool = True
+    corrupt_scales: Dict[str, float] = field(default_factory=dict)   # tests only: force some amax values
+
+
+class Timer:
+    """Prints and records the time of each part (``calibrate: <part>: 1.2 s``)."""
+
+    def __init__(self) -> None:
+        self.parts: Dict[str, float] = {}
+        self._t = time.perf_counter()
+        self.start = self._t
+
+    def done(self, part: str, note: str = "") -> float:
+        now = time.perf_counter()
+        seconds = now - self._t
+        self._t = now
+        self.parts[part] = round(self.parts.get(part, 0.0) + seconds, 2)
+        print(f"calibrate: {part}: {seconds:.1f} s" + (f" ({note})" if note else ""), file=sys.stderr)
+        return seconds
+
+    def total(self) -> float:
+        return round(time.perf_counter() - self.start, 2)
+
+
+@dataclass
+class Outputs:
+    int8: Optional[str] = None
+    fp16: Optional[str] = None
+    cache: Optional[str] = None
+    calibration_manifest: Optional[str] = None
+    manifests: Dict[str, mf.Manifest] = field(default_factory=dict)
+    budget_met: Optional[bool] = None
+    method_table: List[Dict[str, Any]] = field(default_factory=list)
+
+
+def _paths(onnx_path: str, out_dir: Optional[str]) -> Dict[str, str]:
+    folder = out_dir or os.path.dirname(os.path.abspath(onnx_path))
+    stem = os.path.basename(onnx_path)
+    stem = stem[:-5] if stem.endswith(".onnx") else stem
+    return {"dir": folder, "int8": os.path.join(folder, stem + ".int8.onnx"),
+            "fp16": os.path.join(folder, stem + ".fp16.onnx"),
+            "cache": os.path.join(folder, stem + ".int8.calib.cache"),
+            "stats": os.path.join(folder, ".calibration")}
+
+
+def run(opts: Options) -> Outputs:
+    precisions = [p for p in PRECISIONS if p in opts.precisions]
+    unknown = [p for p in opts.precisions if p not in PRECISIONS]
+    if unknown or not precisions:
+        raise UserError(f"precision {', '.join(unknown) or '(none)'} not supported; expected int8, fp16 or int8,fp16")
+    if opts.batch_size < 1:
+        raise UserError(f"--batch-size must be at least 1, got {opts.batch_size}")
+    method = cmethods.Method.parse(opts.method)
+    compare_methods = [cmethods.Method.parse(m) for m in opts.compare_methods]
+    budget = None
+    if opts.budget:
+        from calibration.budget import Budget
+        budget = Budget.parse(opts.budget)
+        if not opts.eval_images:
+            raise UserError("--accuracy-budget needs --eval-images (a labeled folder, e.g. the shared val/ split)")
+    if (compare_methods or budget) and "int8" not in precisions:
+        raise UserError("--accuracy-budget and --compare-methods apply to --precision int8")
+    parent = mf.read(opts.onnx_path, expect_kind="onnx")
+    pre = parent.preprocessing_obj()
+    input_name = parent.io["input"]["name"]
+    output_name = parent.io["output"]["name"]
+    paths = _paths(opts.onnx_path, opts.out_dir)
+    os.makedirs(paths["dir"], exist_ok=True)
+    timer = Timer()
+    out = Outputs()
+
+    calib = cdata.choose_calibration_images(opts.images, parent.label_names, opts.count, opts.seed,
+                                            opts.batch_size, opts.eval_images)
+    timer.done("choose calibration images", f"{len(calib)} images, sha256 of each")
+    reference, _, _ = cdata.load_arrays(cdata.ImageSet(calib.folder.subset(calib.samples[:REFERENCE_IMAGES]),
+                                                       REFERENCE_IMAGES, opts.seed, calib.sha256[:REFERENCE_IMAGES]),
+                                        pre, opts.batch_size)
+
+    evaluation = None
+    if opts.eval_images:
+        evaluation = _load_eval(opts, parent, pre, output_name, input_name, timer)
+
+    work = tempfile.mkdtemp(prefix=".calibrate.", dir=paths["dir"])
+    try:
+        hists: Dict[str, cstats.TensorHistogram] = {}
+        if "int8" in precisions or "fp16" in precisions:
+            hists, stats = _histograms(opts, parent, calib, pre, input_name, paths, timer)
+        if "int8" in precisions:
+            _int8(opts, method, compare_methods, budget, parent, calib, reference, evaluation, hists, stats,
+                  input_name, output_name, paths, work, timer, out)
+        if "fp16" in precisions:
+            _fp16(opts, parent, reference, evaluation, hists, input_name, output_name, paths, work, timer, out)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print(f"calibrate: total {timer.total():.1f} s", file=sys.stderr)
+    return out
+
+
+# -- parts ------------------------------------------------------------------------------------
+
+@dataclass
+class Evaluation:
+    images: np.ndarray
+    labels: np.ndarray
+    fp32_logits: np.ndarray
+    record: Dict[str, Any]
+    output_name: str
+    input_name: str
+
+    def predict(self, path: str, index: Optional[np.ndarray] = None) -> np.ndarray:
+        from calibration.evaluate import predict
+
+        x = self.images if index is None else self.images[index]
+        return predict(path, x, input_name=self.input_name, output_name=self.output_name)
+
+
+def _load_eval(opts: Options, parent: mf.Manifest, pre: Any, output_name: str, input_name: str,
+               timer: Timer) -> Evaluation:
+    from benchmarks.accuracy import accuracy
+    from calibration.evaluate import predict
+
+    images = cdata.choose_images(opts.eval_images, parent.label_names, opts.eval_count,  # type: ignore[arg-type]
+                                 opts.seed, require_labels=True)
+    x, y, _ = cdata.load_arrays(images, pre, 64, label=None)
+    logits = predict(opts.onnx_path, x, input_name=input_name, output_name=output_name)
+    acc = accuracy(logits, y)
+    record = dict(images.record())
+    record.pop("skipped", None)
+    record["fp32"] = acc.to_dict()
+    timer.done("evaluation images + FP32 logits", f"{len(y)} images, FP32 top-1 {acc.top1:.2f} %, top-5 {acc.top5:.2f} %")
+    return Evaluation(x, y, logits, record, output_name, input_name)
+
+
+def _histograms(opts: Options, parent: mf.Manifest, calib: cdata.ImageSet, pre: Any, input_name: str,
+                paths: Dict[str, str], timer: Timer) -> "tuple[Dict[str, cstats.TensorHistogram], cstats.ActivationStats]":
+    import onnx
+
+    model = onnx.load(opts.onnx_path)
+    tensors = cstats.float_activation_tensors(model)
+    key = cstats.stats_key(parent.artifact["sha256"], calib.sha256, parent.preprocessing, tensors)
+    cache_file = os.path.join(paths["stats"], "stats-%s.npz" % key[:20])
+    stats = cstats.ActivationStats.load(cache_file) if opts.stats_cache and os.path.isfile(cache_file) else None
+    if stats is not None and stats.key == key:
+        timer.done("activation histograms", f"reused {os.path.relpath(cache_file)} (same model and images)")
+        return stats.tensors, stats
+    per_image = cstats.bytes_per_image(model, tensors)
+    batch = max(1, min(opts.batch_size, STATS_MEMORY // max(per_image, 1)))   # every tensor of a batch is held at once
+    batches = (b.images for b in calib.folder.batches(pre, batch))
+    stats = cstats.collect(opts.onnx_path, tensors, batches, input_name, key, len(calib))
+    stats.seconds["batch"] = batch
+    timer.done("activation histograms", "one ONNX Runtime pass, %d tensors: ORT %.1f s, histograms %.1f s, "
+               "decode+preprocess the rest" % (len(tensors), stats.seconds["onnxruntime"], stats.seconds["histograms"]))
+    if opts.stats_cache:
+        stats.save(cache_file)
+    return stats.tensors, stats
+
+
+def _int8(opts: Options, method: cmethods.Method, compare_methods: List[cmethods.Method], budget: Any,
+          parent: mf.Manifest, calib: cdata.ImageSet, reference: np.ndarray, evaluation: Optional[Evaluation],
+          hists: Dict[str, cstats.TensorHistogram], stats: cstats.ActivationStats, input_name: str,
+          output_name: str, paths: Dict[str, str], work: str, timer: Timer, out: Outputs) -> None:
+    import onnx
+
+    fp32_model = onnx.load(opts.onnx_path)
+    groups = cmethods.concat_groups(fp32_model)
+    fused_relu = cstats.relu_inputs(fp32_model)
+
+    def scales_for(m: cmethods.Method) -> Dict[str, float]:
+        amax = cmethods.compute_amax(m, hists, groups, overrides=opts.corrupt_scales or None)
+        amax.update({pre: amax[post] for pre, post in fused_relu.items() if post in amax and pre not in amax})
+        return qdq.scales_from_amax(amax)
+
+    scales = scales_for(method)
+    amax = {k: v * trt_cache.INT8_MAX for k, v in scales.items()}
+    timer.done("activation ranges", f"{method.name}, {len(scales)} tensors, {len(groups)} Concat groups")
+
+    # the calibration cache and its manifest
+    trt_cache.write_cache(paths["cache"], scales, opts.cache_version)
+    cal_manifest = mf.derive(parent, opts.onnx_path, "calibration", {
+        "name": "calibrate", "method": method.name, "images": len(calib), "seed": opts.seed,
+        "source": calib.record(), "files": calib.file_list(), "batch_size": opts.batch_size,
+        "histogram_bins": cstats.BINS, "stats_key": stats.key, "stats_reused": stats.from_cache,
+        "cache_header": trt_cache.header_for(opts.cache_version), "tensors": len(scales),
+        "concat_groups": [sorted(g) for g in groups],
+        "amax": {k: amax[k] for k in sorted(amax)},
+        "warnings": calib.warnings, "versions": qdq.versions(),
+        "timings_s": dict(timer.parts, histogram_pass=stats.seconds),
+        "summary": f"{method.name} ranges for {len(scales)} tensors from {len(calib)} images "
+                   f"(seed {opts.seed}), TensorRT cache {os.path.basename(paths['cache'])}",
+    })
+    cal_manifest_path = mf.write(cal_manifest, paths["cache"])
+    cal_manifest_sha = mf.file_sha256(cal_manifest_path)
+    out.cache, out.calibration_manifest = paths["cache"], cal_manifest_path
+    timer.done("calibration cache + manifest", os.path.basename(paths["cache"]))
+
+    counter = [0]
+
+    def build(excluded: Sequence[str], these_scales: Optional[Dict[str, float]] = None) -> str:
+        counter[0] += 1
+        path = os.path.join(work, "candidate-%03d.onnx" % counter[0])
+        result = qdq.quantize_with_scales(opts.onnx_path, path, these_scales or scales, reference, input_name,
+                                          list(opts.nodes_to_exclude) + list(excluded), opts.high_precision,
+                                          opts.cache_version)
+        build.last = result  # type: ignore[attr-defined]
+        return path
+
+    first = build([])
+    result = build.last  # type: ignore[attr-defined]
+    check_runs(first, reference[:4], input_name, output_name)
+    timer.done("modelopt quantize with imported scales", f"{result.graph.qdq_pairs} QuantizeLinear nodes, "
+               f"{result.reimported_scales} scales re-imported after modelopt")
+
+    stage: Dict[str, Any] = {"name": "calibrate", "precision": "int8", "method": method.name,
+                             "images": len(calib), "seed": opts.seed, "high_precision_dtype": opts.high_precision,
+                             "quantization": {"activations": "per-tensor, symmetric", "weights": "per-channel, symmetric",
+                                              "tool": "modelopt.onnx.quantization (placement) + calibration-cache import"},
+                             "calibration_cache": os.path.basename(paths["cache"]),
+                             "calibration_manifest": {"file": os.path.basename(cal_manifest_path),
+                                                      "sha256": cal_manifest_sha},
+                             "graph": result.graph.to_dict(),
+                             "scales_reimported_after_modelopt": result.reimported_scales,
+                             "maxpool_outputs_quantized": result.maxpool_outputs_quantized,
+                             "quantized_tensors_without_range": result.unscaled_tensors,
+                             "amax_summary": cmethods.summarize_amax(amax, hists, list(result.graph.activation_scales)),
+                             "nodes_to_exclude": list(opts.nodes_to_exclude), "versions": qdq.versions()}
+    chosen = first
+    if evaluation is not None:
+        from benchmarks.accuracy import compare
+
+        if budget is not None:
+            chosen = _budget(opts, budget, evaluation, first, result, build, stage, timer, out)
+        else:
+            drift = compare(evaluation.predict(first), evaluation.fp32_logits, evaluation.labels, parent.label_names)
+            stage["drift"] = drift.to_dict()
+            timer.done("INT8 drift (ONNX Runtime)", f"top-1 drop {drift.top1_drop:+.2f}, top-5 drop "
+                       f"{drift.top5_drop:+.2f} points, agreement {100 * drift.top1_agreement:.2f} %")
+        stage["evaluation"] = evaluation.record
+        if compare_methods:
+            out.method_table = _compare(compare_methods, scales_for, build, evaluation, stats, stage, timer)
+    final_graph = qdq.inspect_qdq(onnx.load(chosen))
+    stage["graph"] = final_graph.to_dict()
+    stage["excluded_nodes"] = stage.get("budget", {}).get("excluded", [])
+    if opts.trt_check:
+        from calibration.trt_check import layer_check
+
+        mf.write(mf.derive(parent, opts.onnx_path, "onnx-int8", dict(stage, summary="candidate")), chosen)
+        stage["tensorrt_layers"] = layer_check(chosen, work)
+        timer.done("TensorRT-RTX INT8 build check", stage["tensorrt_layers"].get("note", ""))
+    stage["timings_s"] = dict(timer.parts, total=timer.total(), histogram_pass=stats.seconds)
+    stage["summary"] = _int8_summary(stage)
+    manifest = mf.derive(parent, opts.onnx_path, "onnx-int8", stage)
+    publish(chosen, manifest, paths["int8"])
+    out.int8 = paths["int8"]
+    out.manifests["onnx-int8"] = manifest
+    print(f"calibrate: wrote {paths['int8']} ({manifest.artifact['bytes'] / 1e6:.1f} MB) and {paths['cache']}",
+          file=sys.stderr)
+
+
+def publish(model_path: str, manifest: mf.Manifest, final: str) -> None:
+    """Move ``model_path`` to ``final`` with its manifest: both complete, or neither replaced."""
+    staging = tempfile.mkdtemp(prefix=".publish.", dir=os.path.dirname(os.path.abspath(final)))
+    try:
+        staged = os.path.join(staging, os.path.basename(final))
+        shutil.move(model_path, staged)
+        mf.write(manifest, staged)
+        os.replace(staged, final)
+        os.replace(mf.sidecar(staged), mf.sidecar(final))
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def check_runs(path: str, images: np.ndarray, input_name: str, output_name: str) -> None:
+    """The Q/DQ graph passes onnx.checker and ONNX Runtime runs it to finite logits."""
+    import onnx
+
+    from calibration.evaluate import predict
+
+    try:
+        onnx.checker.check_model(path, full_check=True)
+    except Exception as e:
+        raise CheckFailed(f"quantized graph {path} fails onnx.checker: {str(e).splitlines()[0]}") from None
+    logits = predict(path, images, input_name=input_name, output_name=output_name)
+    if not np.isfinite(logits).all():
+        raise CheckFailed(f"quantized graph {path} gives non-finite logits in ONNX Runtime")
+
+
+def _budget(opts: Options, budget: Any, evaluation: Evaluation, first: str, first_result: Any, build: Any,
+            stage: Dict[str, Any], timer: Timer, out: Outputs) -> str:
+    from calibration.budget import search
+    from calibration.evaluate import rank_sensitivity
+
+    choose, report = cdata.split_eval(len(evaluation.labels), opts.seed)
+    ranking_cache: List[Any] = []
+
+    def rank() -> List[str]:
+        t = time.perf_counter()
+        sample = evaluation.images[choose[:REFERENCE_IMAGES]]
+        ranked = rank_sensitivity(opts.onnx_path, first, sample, weighted_nodes(first, first_result.graph.quantized_nodes),
+                                  input_name=evaluation.input_name)
+        ranking_cache.extend(ranked)
+        print(f"budget: sensitivity of {len(ranked)} quantized nodes on {len(sample)} images in "
+              f"{time.perf_counter() - t:.1f} s; top: " + ", ".join(r.node for r in ranked[:3]), file=sys.stderr)
+        return [r.node for r in ranked]
+
+    result, chosen = search(budget, lambda excluded: build(excluded), lambda p, idx: evaluation.predict(p, idx),
+                            evaluation.fp32_logits, evaluation.labels, choose, report, first, rank,
+                            opts.max_minutes * 60.0, ranking_record=lambda: [r.to_dict() for r in ranking_cache[:20]])
+    stage["budget"] = result.to_dict()
+    stage["drift"] = result.report_drift
+    out.budget_met = result.met
+    d = result.report_drift
+    note = ""
+    if result.met and not result.report_within:
+        note = (f"; over budget on the report half, McNemar p={d['mcnemar_p']:.2f}"
+                + (": not significant at this sample size" if not d["significant"] else ""))
+    timer.done("accuracy budget search", f"{'met' if result.met else 'NOT met'}: {len(result.excluded)} node(s) kept in "
+               f"{opts.high_precision}; report half: top-1 drop {d['top1_drop']:+.2f}, top-5 drop {d['top5_drop']:+.2f}"
+               + note)
+    return chosen
+
+
+WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+
+
+def weighted_nodes(path: str, quantized: Sequence[str]) -> List[str]:
+    """The quantized nodes worth keeping in high precision: the ones doing the arithmetic.
+
+    Pooling, Flatten and the like only pass INT8 through; excluding them buys no accuracy and
+    costs a reformat."""
+    import onnx
+
+    ops = {n.name: n.op_type for n in onnx.load(path).graph.node}
+    return [n for n in quantized if ops.get(n) in WEIGHTED_OPS]
+
+
+def _compare(methods: List[cmethods.Method], scales_for: Any, build: Any, evaluation: Evaluation,
+             stats: cstats.ActivationStats, stage: Dict[str, Any], timer: Timer) -> List[Dict[str, Any]]:
+    """Every listed method from the same histograms, evaluated on the same images."""
+    from benchmarks.accuracy import compare
+
+    table = []
+    for m in methods:
+        t = time.perf_counter()
+        scales = scales_for(m)
+        t_ranges = time.perf_counter() - t
+        path = build([], scales)
+        t_build = time.perf_counter() - t - t_ranges
+        drift = compare(evaluation.predict(path), evaluation.fp32_logits, evaluation.labels)
+        row = {"method": m.name, "top1_drop": drift.top1_drop, "top5_drop": drift.top5_drop,
+               "top1_agreement": drift.top1_agreement, "mean_kl": drift.mean_kl, "mcnemar_p": drift.mcnemar_p,
+               "top1_drop_ci95": drift.top1_drop_ci95,
+               "ranges_s": round(t_ranges, 2), "quantize_s": round(t_build, 2),
+               "calibration_s": round(sum(stats.seconds.values()) + t_ranges + t_build, 2)}
+        table.append(row)
+        os.remove(path)
+        print(f"compare: {m.name:18s} top-1 drop {drift.top1_drop:+.2f}  top-5 drop {drift.top5_drop:+.2f}  "
+              f"agreement {100 * drift.top1_agreement:.2f} %  ranges {t_ranges:.1f} s", file=sys.stderr)
+    stage["method_comparison"] = {"images": int(len(evaluation.labels)), "histogram_pass_s": stats.seconds,
+                                  "rows": table}
+    timer.done("method comparison", f"{len(methods)} methods from one histogram pass")
+    return table
+
+
+def _int8_summary(stage: Dict[str, Any]) -> str:
+    parts = [f"INT8 Q/DQ ({stage['method']}, {stage['images']} images, {stage['graph']['quantized_nodes']} quantized nodes)"]
+    d = stage.get("drift")
+    if d:
+        parts.append(f"top-1 drop {d['top1_drop']:+.2f} / top-5 drop {d['top5_drop']:+.2f} points on {d['images']} val images")
+    b = stage.get("budget")
+    if b:
+        parts.append(f"budget top1={b['budget']['top1']:g},top5={b['budget']['top5']:g} "
+                     f"{'met' if b['met'] else 'NOT met'} with {len(b['excluded'])} node(s) excluded "
+                     f"(decided on {b['choose_images']} images, drift above on the other {b['report_images']}"
+                     f", McNemar p={b['report_drift']['mcnemar_p']:.2f})")
+    layers = stage.get("tensorrt_layers") or {}
+    if "reformat_layers" in layers:
+        parts.append(f"TensorRT-RTX: {layers['reformat_layers']} reformat layers, {layers['concat_non_int8']} non-INT8 concats")
+    return "; ".join(parts)
+
+
+def _fp16(opts: Options, parent: mf.Manifest, reference: np.ndarray, evaluation: Optional[Evaluation],
+          hists: Dict[str, cstats.TensorHistogram], input_name: str, output_name: str, paths: Dict[str, str],
+          work: str, timer: Timer, out: Outputs) -> None:
+    from calibration import fp16
+
+    partial = os.path.join(work, "fp16.onnx")
+    result = fp16.convert(opts.onnx_path, partial, reference, input_name, hists)
+    check_runs(partial, reference[:4], input_name, output_name)
+    timer.done("FP16 AutoCast", f"{result.fp16_nodes}/{result.nodes} nodes FP16, {len(result.fp32_nodes)} kept FP32, "
+               f"{len(result.overflowing_tensors)} tensors beyond FP16 range")
+    stage: Dict[str, Any] = {"name": "calibrate", "precision": "fp16", "autocast": result.to_dict(),
+                             "reference_images": {"count": int(len(reference)), "seed": opts.seed,
+                                                  "source": os.path.abspath(opts.images)},
+                             "versions": qdq.versions()}
+    if evaluation is not None:
+        from benchmarks.accuracy import compare
+
+        drift = compare(evaluation.predict(partial), evaluation.fp32_logits, evaluation.labels, parent.label_names)
+        stage["drift"] = drift.to_dict()
+        stage["evaluation"] = evaluation.record
+        timer.done("FP16 drift (ONNX Runtime)", f"top-1 drop {drift.top1_drop:+.2f}, top-5 drop {drift.top5_drop:+.2f}, "
+                   f"agreement {100 * drift.top1_agreement:.2f} %")
+    stage["timings_s"] = {"autocast": round(result.seconds, 2)}
+    summary = f"FP16 ({result.fp16_nodes}/{result.nodes} nodes FP16, I/O FP32, {len(result.fp32_nodes)} kept FP32)"
+    if "drift" in stage:
+        summary += (f"; top-1 drop {stage['drift']['top1_drop']:+.2f} / top-5 drop {stage['drift']['top5_drop']:+.2f} "
+                    f"points on {stage['drift']['images']} val images")
+    stage["summary"] = summary
+    manifest = mf.derive(parent, opts.onnx_path, "onnx-fp16", stage)
+    publish(partial, manifest, paths["fp16"])
+    out.fp16 = paths["fp16"]
+    out.manifests["onnx-fp16"] = manifest
+    print(f"calibrate: wrote {paths['fp16']} ({manifest.artifact['bytes'] / 1e6:.1f} MB)", file=sys.stderr)

@@ -1,0 +1,262 @@
+"""Streaming activation statistics: one ONNX Runtime pass, a fixed-size histogram per tensor.
+
+ONNX Runtime's own calibrators keep every activation of every batch before reducing them (they ran
+out of 24 GB at 256 Inception images). Here each batch is reduced at once to a histogram of
+``|x|`` with ``BINS`` bins over ``[0, R]``, ``R`` a power of two: when a later batch exceeds
+``R``, ``R`` doubles and neighbouring bins merge pairwise, which is exact (no re-interpolation).
+Memory is ``BINS`` counters per tensor whatever the image count, and every calibration method
+(max, percentile, entropy, mse) is computed afterwards from the same pass.
+
+Results are cached on disk, keyed by the model's sha256, the image files' sha256s, the
+preprocessing and the tensor list, so re-running a stage (or trying another method) costs nothing.
+"""
+import hashlib
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Dict, Iterable, List, Optional, Sequence
+
+import numpy as np
+
+from pipeline import atomic
+
+BINS = 8192
+STATS_VERSION = 1
+
+
+@dataclass
+class TensorHistogram:
+    """|x| histogram of one tensor: ``counts[i]`` holds values in ``[i, i+1) * R / BINS``."""
+
+    counts: np.ndarray          # (BINS,) int64
+    range_max: float            # R, a power of two (0 until the first non-zero value)
+    amax: float                 # exact max |x|
+    min: float                  # exact signed min / max (non-negative tensors are post-ReLU)
+    max: float
+    elements: int
+
+    @classmethod
+    def empty(cls) -> "TensorHistogram":
+        return cls(np.zeros(BINS, dtype=np.int64), 0.0, 0.0, math.inf, -math.inf, 0)
+
+    @property
+    def bin_width(self) -> float:
+        return self.range_max / len(self.counts) if self.range_max else 0.0
+
+    def grow_to(self, range_max: float) -> None:
+        """Double ``R`` until it reaches ``range_max``, merging bin pairs (exact)."""
+        if self.range_max == 0.0:
+            self.range_max = range_max
+            return
+        while self.range_max < range_max:
+            merged = self.counts.reshape(-1, 2).sum(axis=1)
+            self.counts = np.concatenate([merged, np.zeros_like(merged)])
+            self.range_max *= 2.0
+
+    def add(self, values: np.ndarray) -> None:
+        flat = values.reshape(-1)
+        if flat.size == 0:
+            return
+        lo, hi = float(flat.min()), float(flat.max())
+        self.min, self.max = min(self.min, lo), max(self.max, hi)
+        self.elements += int(flat.size)
+        amax = max(-lo, hi)
+        if not math.isfinite(amax):
+            raise FloatingPointError("non-finite activation")
+        self.amax = max(self.amax, amax)
+        if amax == 0.0:
+            self.counts[0] += flat.size
+            return
+        self.grow_to(power_of_two_at_least(amax))
+        scaled = np.multiply(flat if lo >= 0.0 else np.abs(flat), np.float32(len(self.counts) / self.range_max),
+                             dtype=np.float32)
+        idx = scaled.astype(np.int32)
+        np.minimum(idx, len(self.counts) - 1, out=idx)
+        self.counts += np.bincount(idx, minlength=len(self.counts))
+
+    def merged(self, others: Iterable["TensorHistogram"]) -> "TensorHistogram":
+        """The histogram of all these tensors' values together (a Concat's shared-scale group)."""
+        group = [self] + list(others)
+        out = TensorHistogram.empty()
+        out.grow_to(max(h.range_max for h in group))
+        for h in group:
+            if h.elements == 0:
+                continue
+            counts = h.counts
+            r = h.range_max or out.range_max
+            while r < out.range_max:
+                counts = counts.reshape(-1, 2).sum(axis=1)
+                counts = np.concatenate([counts, np.zeros_like(counts)])
+                r *= 2.0
+            out.counts = out.counts + counts
+            out.amax = max(out.amax, h.amax)
+            out.min, out.max = min(out.min, h.min), max(out.max, h.max)
+            out.elements += h.elements
+        return out
+
+
+def power_of_two_at_least(x: float) -> float:
+    return float(2.0 ** math.ceil(math.log2(x))) if x > 0 else 0.0
+
+
+@dataclass
+class ActivationStats:
+    """Histograms of every recorded tensor, with the facts that identify how they were made."""
+
+    tensors: Dict[str, TensorHistogram]
+    images: int
+    key: str
+    seconds: Dict[str, float] = field(default_factory=dict)
+    from_cache: bool = False
+
+    def save(self, path: str) -> None:
+        names = sorted(self.tensors)
+        arrays = {
+            "names": np.array(names),
+            "counts": np.stack([self.tensors[n].counts for n in names]),
+            "facts": np.array([[self.tensors[n].range_max, self.tensors[n].amax, self.tensors[n].min,
+                                self.tensors[n].max, float(self.tensors[n].elements)] for n in names]),
+            "meta": np.array(json.dumps({"images": self.images, "key": self.key, "version": STATS_VERSION,
+                                         "seconds": self.seconds})),
+        }
+        with atomic.atomic_path(path, suffix=".npz") as tmp:
+            with open(tmp, "wb") as f:
+                np.savez_compressed(f, **arrays)
+
+    @classmethod
+    def load(cls, path: str) -> Optional["ActivationStats"]:
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                meta = json.loads(str(z["meta"]))
+                if meta.get("version") != STATS_VERSION:
+                    return None
+                tensors = {}
+                for name, counts, facts in zip(z["names"], z["counts"], z["facts"]):
+                    tensors[str(name)] = TensorHistogram(counts.astype(np.int64), float(facts[0]), float(facts[1]),
+                                                         float(facts[2]), float(facts[3]), int(facts[4]))
+        except (OSError, ValueError, KeyError):
+            return None
+        return cls(tensors, int(meta["images"]), str(meta["key"]), dict(meta.get("seconds") or {}), True)
+
+
+def stats_key(model_sha256: str, image_sha256s: Sequence[str], preprocessing: Dict[str, object],
+              tensors: Sequence[str]) -> str:
+    """What the histograms depend on: the model, the image contents (in order), preprocessing, tensors."""
+    h = hashlib.sha256()
+    h.update(json.dumps({"model": model_sha256, "pre": preprocessing, "bins": BINS, "v": STATS_VERSION},
+                        sort_keys=True).encode())
+    for digest in image_sha256s:
+        h.update(digest.encode())
+    for name in sorted(tensors):
+        h.update(name.encode() + b"\0")
+    return h.hexdigest()
+
+
+def bytes_per_image(model, tensors: Sequence[str]) -> int:  # type: ignore[no-untyped-def]
+    """float32 bytes of ``tensors`` for one image (symbolic dims count as 1), from shape inference."""
+    import onnx
+
+    inferred = onnx.shape_inference.infer_shapes(model)
+    shapes = {vi.name: vi.type.tensor_type.shape for vi in list(inferred.graph.value_info)
+              + list(inferred.graph.input) + list(inferred.graph.output)}
+    total = 0
+    for name in tensors:
+        volume = 1
+        for dim in getattr(shapes.get(name), "dim", []):
+            volume *= dim.dim_value if dim.HasField("dim_value") and dim.dim_value > 0 else 1
+        total += 4 * volume
+    return total
+
+
+def relu_inputs(model) -> Dict[str, str]:  # type: ignore[no-untyped-def]
+    """{pre-activation tensor: ReLU output} for tensors read only by one ReLU (a Conv's output).
+
+    TensorRT fuses Conv+ReLU, so the pre-activation never exists in an INT8 engine; recording it
+    would also stop ONNX Runtime from fusing Conv+ReLU in the histogram pass (it must be an output)
+    and double the histogram work. Its cache entry takes the ReLU output's range.
+    """
+    consumers: Dict[str, List[object]] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    outputs = {o.name for o in model.graph.output}
+    pairs = {}
+    for name, nodes in consumers.items():
+        if len(nodes) == 1 and nodes[0].op_type == "Relu" and name not in outputs:  # type: ignore[attr-defined]
+            pairs[name] = nodes[0].output[0]  # type: ignore[attr-defined]
+    return pairs
+
+
+def float_activation_tensors(model) -> List[str]:  # type: ignore[no-untyped-def]
+    """Every float32 tensor a node computes, plus the float graph inputs (what TensorRT's implicit
+    calibrator gives a scale to), in graph order; pre-ReLU tensors are left out (see relu_inputs)."""
+    import onnx
+
+    inferred = onnx.shape_inference.infer_shapes(model)
+    types = {vi.name: vi.type.tensor_type.elem_type for vi in list(inferred.graph.value_info)
+             + list(inferred.graph.input) + list(inferred.graph.output)}
+    inits = {i.name for i in model.graph.initializer}
+    names: List[str] = [i.name for i in model.graph.input
+                        if i.name not in inits and types.get(i.name) == onnx.TensorProto.FLOAT]
+    seen = set(names) | set(relu_inputs(model))
+    for node in model.graph.node:
+        if node.op_type in ("Constant", "Shape", "Identity"):
+            continue
+        for out in node.output:
+            if out and out not in seen and types.get(out) == onnx.TensorProto.FLOAT:
+                names.append(out)
+                seen.add(out)
+    return names
+
+
+def collect(onnx_path: str, tensors: Sequence[str], batches: Iterable[np.ndarray], input_name: str,
+            key: str, total_images: int, progress_label: Optional[str] = "activation histograms") -> ActivationStats:
+    """Run the FP32 model once over ``batches`` with ``tensors`` as extra outputs; histogram each."""
+    import onnx
+
+    from pipeline.export import ort_session
+    from pipeline.progress import Progress
+
+    model = onnx.load(onnx_path)
+    existing = {o.name for o in model.graph.output}
+    for name in tensors:
+        if name not in existing:
+            model.graph.output.append(onnx.ValueInfoProto(name=name))
+    t0 = time.perf_counter()
+    session = ort_session(model.SerializeToString())  # bytes: no temp file (models here are < 2 GB)
+    session_s = time.perf_counter() - t0
+    hists = {name: TensorHistogram.empty() for name in tensors}
+    names = list(tensors)
+    run_s = hist_s = 0.0
+    images = 0
+    bar = Progress(total_images, progress_label, unit="img") if progress_label else None
+    buffers: Optional[List[np.ndarray]] = None
+    binding = session.io_binding()
+    for batch in batches:
+        t = time.perf_counter()
+        if buffers is not None and len(batch) == len(buffers[0]):
+            # outputs into the same arrays every batch: allocating ~1 GB of fresh outputs per run
+            # costs more page faults than the inference itself (x2.7 on Inception-v4)
+            binding.bind_cpu_input(input_name, np.ascontiguousarray(batch))
+            session.run_with_iobinding(binding)
+            outputs = buffers
+        else:
+            outputs = session.run(names, {input_name: batch})
+            if buffers is None and all(o.ndim and len(o) == len(batch) for o in outputs):
+                buffers = [np.empty_like(o) for o in outputs]
+                for name, buf in zip(names, buffers):
+                    binding.bind_output(name, "cpu", 0, buf.dtype, list(buf.shape), buf.ctypes.data)
+        run_s += time.perf_counter() - t
+        t = time.perf_counter()
+        for name, value in zip(names, outputs):
+            hists[name].add(value)
+        hist_s += time.perf_counter() - t
+        images += len(batch)
+        if bar:
+            bar.update(len(batch))
+    if bar:
+        bar.close()
+    seconds = {"session": round(session_s, 2),
+               "onnxruntime": round(run_s, 2), "histograms": round(hist_s, 2)}
+    return ActivationStats(hists, images, key, seconds)

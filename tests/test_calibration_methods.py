@@ -1,0 +1,124 @@
+"""Streaming histograms and the range methods, against exact numpy answers on known data."""
+import numpy as np
+import pytest
+
+from calibration import methods
+from calibration.stats import BINS, TensorHistogram
+from pipeline.errors import UserError
+
+
+def _stream(batches):
+    h = TensorHistogram.empty()
+    for b in batches:
+        h.add(b.astype(np.float32))
+    return h
+
+
+@pytest.fixture(scope="module")
+def relu_like():
+    """Post-ReLU-like activations with a few large outliers, in batches whose range grows."""
+    rng = np.random.default_rng(0)
+    batches = [np.maximum(rng.normal(0, 1 + i * 0.3, size=(8, 16, 14, 14)), 0) for i in range(6)]
+    batches[3].flat[:3] = [40.0, 55.0, 70.0]
+    return batches
+
+
+def test_streaming_histogram_is_exact_whatever_the_batch_order(relu_like):
+    forward, backward = _stream(relu_like), _stream(relu_like[::-1])
+    assert forward.range_max == backward.range_max == 128.0          # power of two >= 70
+    assert np.array_equal(forward.counts, backward.counts)            # pair-merging loses nothing
+    values = np.abs(np.concatenate([b.ravel() for b in relu_like]))
+    exact, _ = np.histogram(values, bins=BINS, range=(0, forward.range_max))
+    assert np.abs(forward.counts - exact).sum() <= 2                  # float32 edge rounding only
+    assert forward.amax == pytest.approx(70.0) and forward.elements == values.size and forward.min == 0.0
+
+
+def test_max_is_the_exact_largest_value(relu_like):
+    assert methods.Method.parse("max").amax(_stream(relu_like)) == pytest.approx(70.0)
+
+
+@pytest.mark.parametrize("p", [99.9, 99.99, 99.999])
+def test_percentile_matches_numpy_within_a_bin(relu_like, p):
+    h = _stream(relu_like)
+    values = np.abs(np.concatenate([b.ravel() for b in relu_like]))
+    got = methods.Method.parse("percentile-%s" % p).amax(h)
+    # the order statistic at p (no interpolation between samples), located to within its bin
+    assert abs(got - np.percentile(values, p, method="inverted_cdf")) <= h.bin_width
+
+
+def test_entropy_clips_rare_outliers_but_not_the_bulk(relu_like):
+    h = _stream(relu_like)
+    values = np.abs(np.concatenate([b.ravel() for b in relu_like]))
+    amax = methods.Method.parse("entropy").amax(h)
+    assert np.percentile(values, 99.0) < amax < 30.0      # the three outliers (40, 55, 70) are clipped
+
+
+def test_mse_clips_a_long_tail():
+    rng = np.random.default_rng(4)
+    h = _stream([rng.laplace(0, 1, 400000)])              # max ~13: the tail costs more rounding than clipping
+    assert 4.0 < methods.Method.parse("mse").amax(h) < 0.8 * h.amax
+
+
+def test_mse_keeps_the_range_of_uniform_data():
+    rng = np.random.default_rng(1)
+    h = _stream([rng.uniform(-3, 3, size=50000)])
+    assert methods.Method.parse("mse").amax(h) > 0.97 * h.amax
+
+
+def test_mse_amax_minimises_the_real_quantization_error():
+    """The analytic objective agrees with brute-force quantize-dequantize on the data."""
+    rng = np.random.default_rng(2)
+    data = np.abs(rng.laplace(0, 1, size=200000)).astype(np.float32)
+    h = _stream([data])
+    amax = methods.mse_amax(h)
+
+    def qerr(a):
+        s = a / 127.0
+        return float(np.mean((np.clip(np.round(data / s), -127, 127) * s - data) ** 2))
+
+    assert qerr(amax) <= 1.02 * min(qerr(a) for a in np.linspace(0.3, 1.0, 60) * h.amax)
+
+
+def test_merged_histogram_equals_histogram_of_all_values(relu_like):
+    a, b = _stream(relu_like[:2]), _stream(relu_like[2:])
+    merged = a.merged([b])
+    assert np.array_equal(merged.counts, _stream(relu_like).counts)
+    assert merged.amax == pytest.approx(70.0)
+
+
+def test_concat_group_members_share_one_range():
+    import onnx
+    from onnx import TensorProto, helper
+
+    nodes = [helper.make_node("Relu", ["x"], ["a"]), helper.make_node("Relu", ["x"], ["b"]),
+             helper.make_node("Concat", ["a", "b"], ["c"], axis=1), helper.make_node("Relu", ["c"], ["d"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2])],
+                              [helper.make_tensor_value_info("d", TensorProto.FLOAT, [1, 4])])
+    groups = methods.concat_groups(helper.make_model(graph))
+    assert groups == [{"a", "b", "c"}]
+    rng = np.random.default_rng(3)
+    hists = {"a": _stream([rng.uniform(0, 1, 1000)]), "b": _stream([rng.uniform(0, 8, 1000)]),
+             "c": _stream([rng.uniform(0, 8, 2000)]), "d": _stream([rng.uniform(0, 2, 100)])}
+    amax = methods.compute_amax(methods.Method.parse("percentile-99.9"), hists, groups)
+    assert amax["a"] == amax["b"] == amax["c"] > 7.0
+    assert amax["d"] < 2.0
+    assert onnx.checker.check_model(helper.make_model(graph)) is None
+
+
+@pytest.mark.parametrize("text", ["minmax", "percentile-20", "percentile-abc", ""])
+def test_unknown_methods_are_refused(text):
+    with pytest.raises(UserError):
+        methods.Method.parse(text)
+
+
+def test_method_names_parse():
+    assert methods.Method.parse("Percentile-99.99") == methods.Method("percentile-99.99", 99.99)
+    assert [methods.Method.parse(m).name for m in methods.METHODS] == list(methods.METHODS)
+
+
+def test_all_zero_tensor_gets_no_range_and_a_usable_scale():
+    from calibration.qdq import scales_from_amax
+
+    h = _stream([np.zeros((4, 4))])
+    assert all(methods.Method.parse(m).amax(h) == 0.0 for m in methods.METHODS)
+    assert scales_from_amax({"t": 0.0})["t"] > 0.0
