@@ -16,7 +16,8 @@ NEXT = {
     "export": "make calibrate   (INT8 + FP16 ONNX with an accuracy budget)",
     "calibrate": "make engine TARGET=rtx PRECISION=int8   (or TARGET=jetson for a deploy bundle)",
     "build": "make bench   (latency and accuracy drift reports)",
-    "bench": "make gate   (pass/fail against benchmarks/baselines/)",
+    "bench": "make gate   (pass/fail against benchmarks/baselines/); to deploy on a Jetson: copy "
+             "build/demo/bundle/jetson-orin/ to it and run ./build_on_device.sh there",
 }
 
 
