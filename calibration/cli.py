@@ -40,9 +40,9 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     if out.fp16:
         print(f"fp16: {out.fp16}")
     if out.budget_met is False:
-        raise CheckFailed(f"accuracy budget {args.accuracy_budget} not met within {args.max_minutes:g} min; the best "
-                          "model found was written (see budget in its manifest); raise --max-minutes, loosen the "
-                          "budget, or use --high-precision fp32 for the excluded layers")
+        raise CheckFailed(f"accuracy budget {args.accuracy_budget} not met ({out.budget_stopped}); the best model found "
+                          "was written (its manifest's stage.budget has every step); try another --method (default "
+                          f"{stage.DEFAULT_METHOD}), more --eval-count images, a looser budget or a larger --max-minutes")
     return 0
 
 

@@ -88,6 +88,7 @@ class Outputs:
     calibration_manifest: Optional[str] = None
     manifests: Dict[str, mf.Manifest] = field(default_factory=dict)
     budget_met: Optional[bool] = None
+    budget_stopped: str = ""
     method_table: List[Dict[str, Any]] = field(default_factory=list)
 
 
@@ -366,6 +367,7 @@ def _budget(opts: Options, budget: Any, evaluation: Evaluation, first: str, firs
     stage["budget"] = result.to_dict()
     stage["drift"] = result.report_drift
     out.budget_met = result.met
+    out.budget_stopped = result.stopped
     d = result.report_drift
     note = ""
     if result.met and not result.report_within:

@@ -46,7 +46,8 @@ def explain_reformats(names: Any) -> Dict[str, str]:
         if "ReplConc" in name or "MulMinMaxRounCast" in name:
             notes[name] = "quantizes the FP32 network input (and pads 3 channels to 4): every INT8 engine has it"
         elif "_Move_" in name:
-            notes[name] = "copies the INT8 pooling branch into its slice of the Concat output (same scale)"
+            notes[name] = ("copies an INT8 tensor (the pooling branch) into its slice of a Concat output: "
+                           "same scale, no type conversion")
         else:
             notes[name] = "unexplained"
     return notes

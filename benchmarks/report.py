@@ -1,0 +1,226 @@
+"""Write a bench/verify report three ways: ``report.json`` (everything, versioned schema, with a
+``report`` manifest so ``inception-deploy summary`` shows it), ``report.md`` (one screen: precision
+x runner x batch -> latency, throughput, accuracy, drift) and ``report.html`` (the same table, the
+plots as PNG files beside it, the worst classes and the environment).
+"""
+import html
+import json
+import os
+from typing import Any, Dict, List, Optional, Tuple
+
+from benchmarks.environment import one_line
+from pipeline import atomic
+from pipeline import manifest as mf
+from pipeline.errors import UserError
+
+COLUMNS = ("precision", "runner", "batch", "p50 ms", "p99 ms", "img/s", "top-1 %", "top-5 %",
+           "top-1 drop", "top-5 drop", "agree %", "KL")
+
+
+def _ms(x: Optional[float]) -> str:
+    if x is None:
+        return ""
+    return f"{x:.3f}" if x < 1 else f"{x:.2f}" if x < 10 else f"{x:.1f}" if x < 100 else f"{x:.0f}"
+
+
+def _rate(x: float) -> str:
+    return f"{x:.2f}" if x < 10 else f"{x:.1f}" if x < 100 else f"{x:.0f}"
+
+
+def _drop(x: Optional[float], significant: bool = False) -> str:
+    return "" if x is None else f"{x:+.2f}" + ("*" if significant else "")
+
+
+def table(report: Dict[str, Any]) -> Tuple[List[str], List[List[str]]]:
+    """Header and rows: one line per runner and batch size; accuracy on each runner's first line."""
+    gpu = any(lr.get("gpu_ms") for r in report["rows"] for lr in r["latency"])
+    pre = any(lr.get("with_preprocessing") for r in report["rows"] for lr in r["latency"])
+    head = list(COLUMNS[:6]) + (["p50 +pre ms"] if pre else []) + (["GPU p50 ms"] if gpu else []) + list(COLUMNS[6:])
+    lines = []
+    for r in report["rows"]:
+        plain = [lr for lr in r["latency"] if not lr.get("with_preprocessing")] or [None]
+        with_pre = {lr["batch"]: lr for lr in r["latency"] if lr.get("with_preprocessing")}
+        for i, lr in enumerate(plain):
+            d = r.get("drift") or {}
+            first = i == 0
+            runner = r["runner"] + (" (ref)" if r.get("reference") else "")
+            cells = [r["precision"] if first else "", runner if first else "",
+                     str(lr["batch"]) if lr else "-", _ms(lr["e2e_ms"]["p50"]) if lr else "",
+                     _ms(lr["e2e_ms"]["p99"]) if lr else "", _rate(lr["throughput_ips"]) if lr else ""]
+            if pre:
+                p = with_pre.get(lr["batch"]) if lr else None
+                cells.append(_ms(p["e2e_ms"]["p50"]) if p else "")
+            if gpu:
+                cells.append(_ms(lr["gpu_ms"]["p50"]) if lr and lr.get("gpu_ms") else "")
+            a = r["accuracy"]
+            cells += [f"{a['top1']:.2f}" if first else "", f"{a['top5']:.2f}" if first else "",
+                      _drop(d.get("top1_drop"), d.get("significant", False)) if first and d else "",
+                      _drop(d.get("top5_drop")) if first and d else "",
+                      f"{100 * d['top1_agreement']:.1f}" if first and d else "",
+                      f"{d['mean_kl']:.4f}" if first and d else ""]
+            lines.append(cells)
+    return head, lines
+
+
+def _title(report: Dict[str, Any]) -> str:
+    ident = report["identity"]
+    sel = ident["images"]["selection"]
+    chosen = "all" if sel.get("count") is None else f"class-balanced subset, seed {sel.get('seed')}"
+    return (f"{report['command']}: {ident['model']['name']} on {ident['images']['count']} images of "
+            f"{_short(ident['images']['root'])} ({chosen})")
+
+
+def _short(path: str) -> str:
+    rel = os.path.relpath(path)
+    return rel if not rel.startswith("../../") else path
+
+
+def notes(report: Dict[str, Any]) -> List[str]:
+    """The lines under the table: missing/skipped artifacts, worst classes, unreadable images."""
+    out = []
+    for m in report.get("missing", []):
+        out.append(f"missing {m['kind']}: {m['reason']}")
+    for s in report.get("skipped", []):
+        out.append(f"skipped {s['id']}: {s['reason']}")
+    for r in report["rows"]:
+        for n in r.get("notes", []):
+            out.append(f"{r['id']}: {n}")
+        d = r.get("drift")
+        if d and d.get("worst_classes"):
+            worst = ", ".join(f"{w['label']} {w['top1_drop']:+.0f}" for w in d["worst_classes"][:3])
+            ci = d.get("top1_drop_ci95") or [0, 0]
+            out.append(f"{r['id']}: McNemar p={d['mcnemar_p']:.2g} ({d['only_baseline_correct']} vs "
+                       f"{d['only_candidate_correct']} discordant), top-1 drop 95% CI [{ci[0]:+.2f}, {ci[1]:+.2f}]; "
+                       f"worst classes (top-1 drop, points): {worst}")
+    load = (report.get("host_load") or {}).get("start")
+    cpus = report.get("environment", {}).get("cpus_usable") or 0
+    threads = report.get("settings", {}).get("threads")
+    if load is not None and cpus and load >= cpus:
+        out.append(f"host busy: load average {load:.1f} on {cpus} CPUs when the run started; latency figures are "
+                   "pessimistic and noisy" + (", multi-threaded pools suffer most (try --threads 1)"
+                                              if not threads or threads > 1 else ""))
+    bad = report.get("images_unreadable", {}).get("count", 0)
+    if bad:
+        out.append(f"{bad} unreadable images left out")
+    return out
+
+
+def markdown(report: Dict[str, Any]) -> str:
+    head, rows = table(report)
+    env = report["environment"]
+    lines = [f"# {_title(report)}", "",
+             f"{one_line(env)} · {report['created']} · {report['elapsed_s']:.0f} s", "",
+             "| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    lines += ["| " + " | ".join(c for c in row) + " |" for row in rows]
+    cost = report.get("preprocessing_cost")
+    footer = ["", "Latency: end-to-end per batch (host copies included; `+pre`: decode and preprocessing of the "
+              "files too). Drops in points against the reference (ref) on the same images, positive = worse; "
+              "* = real at this sample size (McNemar p < 0.05)."]
+    if cost and cost.get("images"):
+        footer.append(f"Preprocessing per image: file decode + PIL path p50 "
+                      f"{_ms(cost['file_decode_and_pil_ms']['p50'])} ms, OpenCV frame path p50 "
+                      f"{_ms(cost['frame_opencv_ms']['p50'])} ms ({cost['images']} images).")
+    extra = notes(report)
+    return "\n".join(lines + footer + ([""] + [f"- {n}" for n in extra] if extra else [])) + "\n"
+
+
+def html_page(report: Dict[str, Any], plots: Dict[str, str], folder: str) -> str:
+    head, rows = table(report)
+    esc = html.escape
+    parts = ["<!doctype html><html><head><meta charset='utf-8'>",
+             f"<title>{esc(_title(report))}</title>",
+             "<style>body{font-family:sans-serif;margin:1.5em;max-width:1400px}"
+             "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 7px;"
+             "text-align:right}td:nth-child(-n+2),th{text-align:left}tr.first td{border-top:2px solid #888}"
+             "img{max-width:100%;border:1px solid #eee;margin:.5em 0}code{background:#f4f4f4}</style></head><body>",
+             f"<h1>{esc(_title(report))}</h1>",
+             f"<p>{esc(one_line(report['environment']))}<br>{esc(report['created'])}, {report['elapsed_s']:.0f} s; "
+             f"model weights <code>{esc(str(report['identity']['model']['weights_sha256'])[:16])}</code>, image list "
+             f"<code>{esc(report['identity']['images']['fingerprint'][:16])}</code>, preprocessing "
+             f"<code>{esc(report['identity']['preprocessing']['sha256'][:16])}</code></p>",
+             "<table><tr>" + "".join(f"<th>{esc(h)}</th>" for h in head) + "</tr>"]
+    for row in rows:
+        cls = " class='first'" if row[0] else ""
+        parts.append(f"<tr{cls}>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>")
+    parts.append("</table><p>Latency: end-to-end per batch (host copies included). Drops in points against the "
+                 "reference on the same images, positive = worse; * = McNemar p &lt; 0.05.</p>")
+    titles = {"latency_distribution": "Latency distribution per runner",
+              "accuracy_vs_latency": "Accuracy vs latency per precision"}
+    if plots:
+        for name, path in plots.items():
+            parts.append(f"<h2>{esc(titles.get(name, name))}</h2>"
+                         f"<img src='{esc(os.path.relpath(path, folder))}' alt='{esc(name)}'>")
+    else:
+        parts.append("<p><em>Plots not drawn: matplotlib is not installed on this host.</em></p>")
+    extra = notes(report)
+    if extra:
+        parts.append("<h2>Notes</h2><ul>" + "".join(f"<li>{esc(n)}</li>" for n in extra) + "</ul>")
+    for r in report["rows"]:
+        d = r.get("drift")
+        if d and d.get("worst_classes"):
+            parts.append(f"<h3>{esc(r['id'])}: classes that lost most top-1</h3><table><tr><th>class</th>"
+                         "<th>images</th><th>top-1 drop (points)</th></tr>")
+            for w in d["worst_classes"]:
+                parts.append(f"<tr><td>{esc(w['label'])}</td><td>{w['images']}</td><td>{w['top1_drop']:.1f}</td></tr>")
+            parts.append("</table>")
+    parts.append("<h2>Environment</h2><pre>" + esc(json.dumps(report["environment"], indent=2)) + "</pre>")
+    parts.append("<p>Everything above, machine-readable: <a href='report.json'>report.json</a>.</p></body></html>")
+    return "\n".join(parts) + "\n"
+
+
+def summary_line(report: Dict[str, Any]) -> str:
+    """The one line ``inception-deploy summary`` shows for this report."""
+    rows = report["rows"]
+    ref = next(r for r in rows if r.get("reference"))
+    parts = [f"{report['identity']['images']['count']} images, reference {ref['id']} top-1 "
+             f"{ref['accuracy']['top1']:.1f} %"]
+    for r in rows:
+        if r.get("drift"):
+            parts.append(f"{r['id']} drop {r['drift']['top1_drop']:+.2f}")
+    if report.get("missing"):
+        parts.append("missing " + ", ".join(m["kind"] for m in report["missing"]))
+    if report.get("skipped"):
+        parts.append("skipped " + ", ".join(s["id"] for s in report["skipped"]))
+    return "; ".join(parts)
+
+
+def write_reports(report: Dict[str, Any], folder: str, parent: Optional[mf.Manifest],
+                  parent_path: Optional[str]) -> Dict[str, str]:
+    """Write report.json (+ manifest), report.md, plots and report.html into ``folder``."""
+    os.makedirs(folder, exist_ok=True)
+    paths = {"json": os.path.join(folder, "report.json"), "md": os.path.join(folder, "report.md"),
+             "html": os.path.join(folder, "report.html")}
+    atomic.write_json(paths["json"], report)
+    if parent is not None and parent_path is not None:
+        m = mf.derive(parent, parent_path, "report", stage={
+            "name": report["command"], "summary": summary_line(report), "report_schema": report["schema"],
+            "markdown": os.path.basename(paths["md"]), "html": os.path.basename(paths["html"])})
+        mf.write(m, paths["json"])
+    atomic.write_text(paths["md"], markdown(report))
+    from benchmarks.plots import render
+
+    plots = render(report, folder)
+    atomic.write_text(paths["html"], html_page(report, plots, folder))
+    paths.update(plots)
+    return paths
+
+
+def load_report(path: str) -> Dict[str, Any]:
+    """Read a report.json; :class:`UserError` (exit 2) when missing, unreadable or of another schema."""
+    from benchmarks.bench import REPORT_SCHEMA
+
+    if not os.path.isfile(path):
+        raise UserError(f"report not found: {path} (write it with inception-deploy bench/verify, or make bench)")
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except ValueError as e:
+        raise UserError(f"{path} is not valid JSON ({e}); re-run the benchmark") from None
+    if not isinstance(data, dict) or data.get("schema") != REPORT_SCHEMA:
+        got = data.get("schema") if isinstance(data, dict) else type(data).__name__
+        raise UserError(f"{path} has schema {got!r}, expected {REPORT_SCHEMA!r}; re-run the benchmark with this "
+                        "version of inception-deploy")
+    for key in ("identity", "rows", "reference"):
+        if key not in data:
+            raise UserError(f"{path} lacks {key!r}; re-run the benchmark")
+    return data
