@@ -22,7 +22,7 @@ import numpy as np
 from pipeline import atomic
 
 BINS = 8192
-STATS_VERSION = 1
+STATS_VERSION = 2  # 2: the graph input's histogram comes from the batches (was an unwritten buffer)
 
 
 @dataclass
@@ -227,7 +227,8 @@ def collect(onnx_path: str, tensors: Sequence[str], batches: Iterable[np.ndarray
     session = ort_session(model.SerializeToString())  # bytes: no temp file (models here are < 2 GB)
     session_s = time.perf_counter() - t0
     hists = {name: TensorHistogram.empty() for name in tensors}
-    names = list(tensors)
+    # the graph input is histogrammed from the batch itself: bound as an output, ORT never writes it
+    names = [n for n in tensors if n != input_name]
     run_s = hist_s = 0.0
     images = 0
     bar = Progress(total_images, progress_label, unit="img") if progress_label else None
@@ -249,6 +250,8 @@ def collect(onnx_path: str, tensors: Sequence[str], batches: Iterable[np.ndarray
                     binding.bind_output(name, "cpu", 0, buf.dtype, list(buf.shape), buf.ctypes.data)
         run_s += time.perf_counter() - t
         t = time.perf_counter()
+        if input_name in hists:
+            hists[input_name].add(batch)
         for name, value in zip(names, outputs):
             hists[name].add(value)
         hist_s += time.perf_counter() - t

@@ -122,3 +122,22 @@ def test_all_zero_tensor_gets_no_range_and_a_usable_scale():
     h = _stream([np.zeros((4, 4))])
     assert all(methods.Method.parse(m).amax(h) == 0.0 for m in methods.METHODS)
     assert scales_from_amax({"t": 0.0})["t"] > 0.0
+
+
+def test_histogram_pass_records_every_batch_of_the_graph_input_and_outputs(test_model_onnx):
+    """Later batches reuse bound output buffers; the graph input must come from the batch itself
+    (bound as an output, ONNX Runtime never writes it: the buffer stayed uninitialised)."""
+    import onnx
+
+    from calibration import stats as cstats
+    from pipeline.export import ort_session
+
+    tensors = cstats.float_activation_tensors(onnx.load(test_model_onnx))
+    rng = np.random.default_rng(0)
+    batches = [rng.standard_normal((4, 3, 56, 56)).astype(np.float32) * (i + 1) for i in range(5)]
+    st = cstats.collect(test_model_onnx, tensors, iter(batches), "input", "k", 20, progress_label=None)
+    h = st.tensors["input"]
+    assert h.elements == 5 * 4 * 3 * 56 * 56
+    assert h.max == max(float(b.max()) for b in batches) and h.min == min(float(b.min()) for b in batches)
+    logits = [ort_session(test_model_onnx).run(["logits"], {"input": b})[0] for b in batches]
+    assert st.tensors["logits"].max == max(float(x.max()) for x in logits)
