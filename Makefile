@@ -18,7 +18,7 @@ PRECISION ?= int8
 ONNX   := $(OUT)/onnx/model.onnx
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-model reference-models export calibrate engine bench gate baseline targets clean distclean help
+.PHONY: setup demo test test-model reference-models standin export calibrate engine bench gate baseline targets clean distclean help
 .DEFAULT_GOAL := help
 
 help:
@@ -28,6 +28,7 @@ help:
 	@echo "make bench / make gate           latency + accuracy reports, then the CI pass/fail gate"
 	@echo "make test-model                  retrain the committed CPU test model (~15 min, 2 cores)"
 	@echo "make reference-models            train the reference Inception-v4 / -ResNet-v2 (needs a CUDA GPU)"
+	@echo "make standin                     untrained full-size Inception-v4 stand-in (BN re-estimated) for timings"
 
 $(STAMP): pyproject.toml
 	@echo "setting up $(VENV) (torch==2.13.0 CPU build, timm, onnx, onnxruntime, modelopt, tensorrt-rtx) ..."
@@ -126,8 +127,17 @@ REF_ARGS ?=
 reference-models: $(STAMP)
 	$(BIN)/python tools/train_reference.py train --arch inception_v4 --data $(REF_DATA) $(REF_ARGS)
 	$(BIN)/python tools/train_reference.py train --arch inception_resnet_v2 --data $(REF_DATA) $(REF_ARGS)
-	$(BIN)/python tools/model_card.py --model local-dir:models/inception_v4.tiny200
-	$(BIN)/python tools/model_card.py --model local-dir:models/inception_resnet_v2.tiny200
+	@for m in inception_v4 inception_resnet_v2; do \
+	  if [ -f models/$$m.tiny200/model.safetensors ]; then $(BIN)/python tools/model_card.py --model local-dir:models/$$m.tiny200 || exit 1; \
+	  else echo "$$m: training not finished, no model card yet (run make reference-models again to resume)"; fi; done
+
+# An untrained full-size stand-in (random init, BatchNorm re-estimated on train/ images) for measuring
+# stage costs on a full-size architecture before the reference models exist (chance-level accuracy):
+#   make standin && make calibrate MODEL=local-dir:build/standin/inception_v4.bn-reestimated OUT=build/v4standin
+STANDIN_ARCH ?= inception_v4
+STANDIN := local-dir:build/standin/$(STANDIN_ARCH).bn-reestimated
+standin: $(STAMP)
+	$(BIN)/python tools/standin_model.py --arch $(STANDIN_ARCH)
 
 clean:
 	rm -rf build

@@ -70,3 +70,32 @@ def test_atomic_writes_get_the_usual_file_mode(tmp_path, test_model):
     os.umask(mask)
     for name in ("model.safetensors", "config.json"):
         assert os.stat(tmp_path / "m" / name).st_mode & 0o777 == 0o666 & ~mask, name
+
+
+def test_packed_shards_label_the_sorted_wnids_whatever_the_wnids_file_order(tmp_path):
+    """The public Tiny-ImageNet copy lists its wnids unsorted; labels must follow the sorted ids
+    that every model's label_names use, or a trained model's classes would all be mislabelled."""
+    import json
+    import shutil
+
+    import pytest
+
+    from pipeline import paths
+    from tools.train_reference import load_packed, pack, packed_label_names
+
+    train = os.path.join(paths.TINY_IMAGENET, "train")
+    wnids = sorted(os.listdir(train))[:3]
+    src = tmp_path / "train"
+    for w in wnids:
+        (src / w).mkdir(parents=True)
+        for name in sorted(os.listdir(os.path.join(train, w)))[:2]:
+            shutil.copy(os.path.join(train, w, name), src / w / name)
+    unsorted = list(reversed(wnids))
+    pack(str(src), unsorted, str(tmp_path / "shards"), shard_mib=1)
+    assert packed_label_names(str(tmp_path / "shards")) == wnids
+    x, y = load_packed(str(tmp_path / "shards"))
+    assert x.shape == (6, 3, 64, 64) and y.tolist() == [0, 0, 1, 1, 2, 2]   # samples come in path order
+    names = json.load(open(tmp_path / "shards" / "labels.json"))["label_names"]
+    assert names == wnids
+    with pytest.raises(SystemExit, match="labels.json"):
+        packed_label_names(str(tmp_path))

@@ -36,7 +36,12 @@ ARCHS = {"inception_v4": dict(lr=0.8, batch_size=256), "inception_resnet_v2": di
 
 
 def pack(src: str, wnids: List[str], out: str, shard_mib: int) -> None:
-    """Class-per-folder JPEGs -> ``shard-NNN.npz`` files (raw JPEG bytes, offsets, labels)."""
+    """Class-per-folder JPEGs -> ``shard-NNN.npz`` files (raw JPEG bytes, offsets, labels).
+
+    Labels index the *sorted* WordNet ids (the order of every model's ``label_names``): the public
+    copy's ``wnids.txt`` is not sorted, and its line order would silently mislabel every class.
+    """
+    wnids = sorted(wnids)
     ds = open_image_folder(src, wnids, require_labels=True)
     os.makedirs(out, exist_ok=True)
     blobs: List[bytes] = []
@@ -66,6 +71,15 @@ def pack(src: str, wnids: List[str], out: str, shard_mib: int) -> None:
     flush()
     with open(os.path.join(out, "labels.json"), "w") as f:
         json.dump({"label_names": wnids, "images": len(ds)}, f)
+
+
+def packed_label_names(folder: str) -> List[str]:
+    """The label order the shards were packed with (``labels.json``)."""
+    path = os.path.join(folder, "labels.json")
+    if not os.path.isfile(path):
+        raise SystemExit(f"error: {path} not found; expected the output folder of: train_reference.py pack ...")
+    with open(path) as f:
+        return list(json.load(f)["label_names"])
 
 
 def load_packed(folder: str, size: int = 64) -> Tuple[np.ndarray, np.ndarray]:
@@ -106,10 +120,13 @@ def train_cmd(args: argparse.Namespace) -> int:
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
-    wnids = read_wnids(os.path.join(args.data, "wnids.txt"))
+    wnids = sorted(read_wnids(os.path.join(args.data, "wnids.txt")))  # label_names: the sorted ids
     words = read_words(os.path.join(args.data, "words.txt"))
     t0 = time.perf_counter()
     if args.packed:
+        if packed_label_names(args.packed) != sorted(wnids):
+            raise SystemExit(f"error: the shards in {args.packed} were packed with another class order than the "
+                             f"sorted ids of {args.data}/wnids.txt; re-run: train_reference.py pack ...")
         x, y = load_packed(args.packed)
     else:
         x, y = trainer.load_uint8(os.path.join(args.data, "train"), wnids, args.limit_per_class)

@@ -34,7 +34,7 @@ def main() -> int:
 
     torch.set_num_threads(args.threads)
     timm = import_timm()
-    wnids = read_wnids(os.path.join(args.data, "wnids.txt"))
+    wnids = sorted(read_wnids(os.path.join(args.data, "wnids.txt")))  # label_names: the sorted ids
     words = read_words(os.path.join(args.data, "words.txt"))
     recipe = trainer.Recipe(epochs=args.epochs, seed=args.seed)
     torch.manual_seed(args.seed)
