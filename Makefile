@@ -135,7 +135,6 @@ reference-models: $(STAMP)
 # stage costs on a full-size architecture before the reference models exist (chance-level accuracy):
 #   make standin && make calibrate MODEL=local-dir:build/standin/inception_v4.bn-reestimated OUT=build/v4standin
 STANDIN_ARCH ?= inception_v4
-STANDIN := local-dir:build/standin/$(STANDIN_ARCH).bn-reestimated
 standin: $(STAMP)
 	$(BIN)/python tools/standin_model.py --arch $(STANDIN_ARCH)
 

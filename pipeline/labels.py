@@ -1,6 +1,6 @@
 """Class labels: WordNet ids and their human-readable descriptions (device-side, no torch)."""
 import os
-from typing import Dict, List
+from typing import Dict, List, Tuple
 
 from pipeline.errors import UserError
 
@@ -24,6 +24,17 @@ def read_words(path: str) -> Dict[str, str]:
             if wnid:
                 out[wnid] = names
     return out
+
+
+def read_class_labels(data_dir: str) -> Tuple[List[str], Dict[str, str]]:
+    """A Tiny-ImageNet-style folder's label_names and label_descriptions.
+
+    label_names are the *sorted* WordNet ids of ``wnids.txt`` (the order every model folder uses; the
+    public copy's file is not sorted), each described by ``words.txt`` (the id itself where it has no entry).
+    """
+    wnids = sorted(read_wnids(os.path.join(data_dir, "wnids.txt")))
+    words = read_words(os.path.join(data_dir, "words.txt"))
+    return wnids, {w: words.get(w, w) for w in wnids}
 
 
 def display_name(label: str, descriptions: Dict[str, str]) -> str:

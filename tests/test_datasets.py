@@ -7,7 +7,7 @@ import pytest
 
 from pipeline.datasets import UNLABELED, open_image_folder, select
 from pipeline.errors import UserError
-from pipeline.labels import read_wnids
+from pipeline.labels import read_class_labels, read_wnids
 from pipeline.preprocess import Preprocessing
 
 PRE = Preprocessing((56, 56))
@@ -76,3 +76,11 @@ def test_missing_folder_is_one_line(tmp_path):
         open_image_folder(str(tmp_path / "nope"))
     with pytest.raises(UserError, match="no images found"):
         open_image_folder(str(tmp_path))
+
+
+def test_class_labels_are_the_sorted_wnids_whatever_the_file_order(tmp_path):
+    (tmp_path / "wnids.txt").write_text("n02\nn01\nn03\n")
+    (tmp_path / "words.txt").write_text("n01\tgoldfish, Carassius auratus\nn02\tshark\n")
+    names, descriptions = read_class_labels(str(tmp_path))
+    assert names == ["n01", "n02", "n03"]
+    assert descriptions == {"n01": "goldfish, Carassius auratus", "n02": "shark", "n03": "n03"}

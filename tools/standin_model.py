@@ -19,7 +19,7 @@ import torch  # noqa: E402
 
 from pipeline import paths  # noqa: E402
 from pipeline.datasets import open_image_folder, select  # noqa: E402
-from pipeline.labels import read_wnids, read_words  # noqa: E402
+from pipeline.labels import read_class_labels  # noqa: E402
 from pipeline.models.batchnorm import reestimate_batchnorm  # noqa: E402
 from pipeline.models.model_folder import save_model_folder  # noqa: E402
 from pipeline.models.sources import resolve_model  # noqa: E402
@@ -37,8 +37,7 @@ def main() -> int:
     torch.manual_seed(args.seed)
     torch.set_num_threads(2)
     data = paths.TINY_IMAGENET
-    wnids = sorted(read_wnids(os.path.join(data, "wnids.txt")))
-    words = read_words(os.path.join(data, "words.txt"))
+    wnids, descriptions = read_class_labels(data)
     loaded = resolve_model(args.arch, num_classes=len(wnids))
     train = open_image_folder(os.path.join(data, "train"), wnids)
     subset = train.subset(select(train.samples, args.count, seed=args.seed))
@@ -46,10 +45,7 @@ def main() -> int:
     seen = reestimate_batchnorm(loaded.module, (b.images for b in subset.batches(
         loaded.preprocessing, 32, progress="re-estimating BatchNorm on train/")))
     seconds = time.perf_counter() - t0
-    cfg = dict(loaded.module.pretrained_cfg)
-    cfg.pop("label_names", None)
-    cfg.pop("label_descriptions", None)
-    save_model_folder(loaded.module, out, args.arch, cfg, wnids, {w: words.get(w, w) for w in wnids},
+    save_model_folder(loaded.module, out, args.arch, loaded.pretrained_cfg, wnids, descriptions,
                       dtype=torch.float32,
                       extra={"untrained": True,
                              "note": (f"untrained stand-in: random init (seed {args.seed}), BatchNorm statistics "

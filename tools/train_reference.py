@@ -27,7 +27,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from pipeline.datasets import open_image_folder  # noqa: E402
-from pipeline.labels import read_wnids, read_words  # noqa: E402
+from pipeline.labels import read_class_labels, read_wnids  # noqa: E402
 from pipeline.models.model_folder import save_model_folder  # noqa: E402
 from pipeline.models.timm_compat import import_timm  # noqa: E402
 from tools import trainer  # noqa: E402
@@ -120,11 +120,10 @@ def train_cmd(args: argparse.Namespace) -> int:
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
-    wnids = sorted(read_wnids(os.path.join(args.data, "wnids.txt")))  # label_names: the sorted ids
-    words = read_words(os.path.join(args.data, "words.txt"))
+    wnids, descriptions = read_class_labels(args.data)
     t0 = time.perf_counter()
     if args.packed:
-        if packed_label_names(args.packed) != sorted(wnids):
+        if packed_label_names(args.packed) != wnids:
             raise SystemExit(f"error: the shards in {args.packed} were packed with another class order than the "
                              f"sorted ids of {args.data}/wnids.txt; re-run: train_reference.py pack ...")
         x, y = load_packed(args.packed)
@@ -157,7 +156,7 @@ def train_cmd(args: argparse.Namespace) -> int:
         print("not finished: run the same command again to resume")
         return 0
     model = model.to(memory_format=torch.contiguous_format).eval().cpu()
-    save_model_folder(model, args.out, args.arch, cfg, wnids, {w: words.get(w, w) for w in wnids},
+    save_model_folder(model, args.out, args.arch, cfg, wnids, descriptions,
                       extra={"training": {"recipe": trainer.asdict(recipe), "train_images": int(len(x)),
                                           "input_size": size, "device": torch.cuda.get_device_name(0)
                                           if dev.type == "cuda" else "cpu",

@@ -15,7 +15,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from pipeline.labels import read_wnids, read_words  # noqa: E402
+from pipeline.labels import read_class_labels  # noqa: E402
 from pipeline.models.model_folder import save_model_folder  # noqa: E402
 from pipeline.models.timm_compat import import_timm  # noqa: E402
 from tools import trainer  # noqa: E402
@@ -34,8 +34,7 @@ def main() -> int:
 
     torch.set_num_threads(args.threads)
     timm = import_timm()
-    wnids = sorted(read_wnids(os.path.join(args.data, "wnids.txt")))  # label_names: the sorted ids
-    words = read_words(os.path.join(args.data, "words.txt"))
+    wnids, descriptions = read_class_labels(args.data)
     recipe = trainer.Recipe(epochs=args.epochs, seed=args.seed)
     torch.manual_seed(args.seed)
     model = timm.create_model("tiny_inception", num_classes=len(wnids))
@@ -51,7 +50,7 @@ def main() -> int:
                             recipe, checkpoint=args.checkpoint)
     train_s = time.perf_counter() - t1
     model = model.to(memory_format=torch.contiguous_format).eval()
-    save_model_folder(model, args.out, "tiny_inception", cfg, wnids, {w: words.get(w, w) for w in wnids},
+    save_model_folder(model, args.out, "tiny_inception", cfg, wnids, descriptions,
                       extra={"training": {"recipe": trainer.asdict(recipe), "train_images": int(len(x)),
                                           "train_wall_s": round(train_s, 1), "threads": args.threads,
                                           "torch": torch.__version__,
