@@ -56,8 +56,10 @@ def rank_sensitivity(fp32_path: str, int8_path: str, images: np.ndarray, candida
     from onnx import numpy_helper
 
     int8 = onnx.load(int8_path)
+    fp32 = onnx.load(fp32_path)
     graph = int8.graph
     inits = {i.name: i for i in graph.initializer}
+    fp32_inits = {i.name: i for i in fp32.graph.initializer}
     producers = {o: n for n in graph.node for o in n.output}
     wanted = set(candidates)
     activations: Dict[str, Dict[str, object]] = {}     # node -> {tensor: scale}
@@ -76,18 +78,20 @@ def rank_sensitivity(fp32_path: str, int8_path: str, images: np.ndarray, candida
             scale = numpy_helper.to_array(inits[dq.input[1]]).astype(np.float64)
             source = dq.input[0]
             q = producers.get(source)
-            if source in inits:                               # DQ-only weights (INT8 stored)
-                continue
-            if q is not None and q.op_type == "QuantizeLinear" and q.input[0] in inits:
-                w = numpy_helper.to_array(inits[q.input[0]]).astype(np.float64)
-                axis = next((a.i for a in q.attribute if a.name == "axis"), 1)
-                w_diff += float(np.square(w - _fake_quant(w, scale, axis)).sum())
-                w_ref += float(np.square(w).sum())
+            weight = None
+            if source in inits and source in fp32_inits:      # INT8-stored weight: its FP32 original
+                weight = fp32_inits[source]
+            elif q is not None and q.op_type == "QuantizeLinear" and q.input[0] in inits:
+                weight = inits[q.input[0]]
             elif q is not None and q.op_type == "QuantizeLinear":
                 acts[q.input[0]] = scale
+            if weight is not None:
+                w = numpy_helper.to_array(weight).astype(np.float64)
+                axis = next((a.i for a in (q or dq).attribute if a.name == "axis"), 1)
+                w_diff += float(np.square(w - _fake_quant(w, scale, axis)).sum())
+                w_ref += float(np.square(w).sum())
         activations[node.name] = acts
         weight_error[node.name] = w_diff / w_ref if w_ref else 0.0
-    fp32 = onnx.load(fp32_path)
     known = {o for n in fp32.graph.node for o in n.output} | {i.name for i in fp32.graph.input}
     tensors = sorted({t for acts in activations.values() for t in acts if t in known})
     existing = {o.name for o in fp32.graph.output}
