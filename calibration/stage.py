@@ -181,11 +181,14 @@ def _load_eval(opts: Options, parent: mf.Manifest, pre: Any, output_name: str, i
     images = cdata.choose_images(opts.eval_images, parent.label_names, opts.eval_count,  # type: ignore[arg-type]
                                  opts.seed, require_labels=True)
     x, y, _ = cdata.load_arrays(images, pre, 64, label=None)
+    t = time.perf_counter()
     logits = predict(opts.onnx_path, x, input_name=input_name, output_name=output_name)
+    forward_s = time.perf_counter() - t
     acc = accuracy(logits, y)
     record = dict(images.record())
     record.pop("skipped", None)
     record["fp32"] = acc.to_dict()
+    record["fp32_forward_ms_per_image"] = round(1000.0 * forward_s / max(len(y), 1), 2)
     timer.done("evaluation images + FP32 logits", f"{len(y)} images, FP32 top-1 {acc.top1:.2f} %, top-5 {acc.top5:.2f} %")
     return Evaluation(x, y, logits, record, output_name, input_name)
 
@@ -206,7 +209,7 @@ def _histograms(opts: Options, parent: mf.Manifest, calib: cdata.ImageSet, pre: 
     batch = max(1, min(opts.batch_size, STATS_MEMORY // max(per_image, 1)))   # every tensor of a batch is held at once
     batches = (b.images for b in calib.folder.batches(pre, batch))
     stats = cstats.collect(opts.onnx_path, tensors, batches, input_name, key, len(calib))
-    stats.seconds["batch"] = batch
+    stats.batch = batch
     timer.done("activation histograms", "one ONNX Runtime pass, %d tensors: ORT %.1f s, histograms %.1f s, "
                "decode+preprocess the rest" % (len(tensors), stats.seconds["onnxruntime"], stats.seconds["histograms"]))
     if opts.stats_cache:
@@ -238,7 +241,8 @@ def _int8(opts: Options, method: cmethods.Method, compare_methods: List[cmethods
     cal_manifest = mf.derive(parent, opts.onnx_path, "calibration", {
         "name": "calibrate", "method": method.name, "images": len(calib), "seed": opts.seed,
         "source": calib.record(), "files": calib.file_list(), "batch_size": opts.batch_size,
-        "histogram_bins": cstats.BINS, "stats_key": stats.key, "stats_reused": stats.from_cache,
+        "histogram_bins": cstats.BINS, "histogram_batch": stats.batch, "stats_key": stats.key,
+        "stats_reused": stats.from_cache,
         "cache_header": trt_cache.header_for(opts.cache_version), "tensors": len(scales),
         "concat_groups": [sorted(g) for g in groups],
         "amax": {k: amax[k] for k in sorted(amax)},
@@ -294,6 +298,7 @@ def _int8(opts: Options, method: cmethods.Method, compare_methods: List[cmethods
             timer.done("INT8 drift (ONNX Runtime)", f"top-1 drop {drift.top1_drop:+.2f}, top-5 drop "
                        f"{drift.top5_drop:+.2f} points, agreement {100 * drift.top1_agreement:.2f} %")
         stage["evaluation"] = evaluation.record
+        stage["histogram_pass_cost"] = histogram_cost(stats, evaluation.record["fp32_forward_ms_per_image"])
         if compare_methods:
             out.method_table = _compare(compare_methods, scales_for, build, evaluation, stats, stage, timer)
     final_graph = qdq.inspect_qdq(onnx.load(chosen))
@@ -313,6 +318,15 @@ def _int8(opts: Options, method: cmethods.Method, compare_methods: List[cmethods
     out.manifests["onnx-int8"] = manifest
     print(f"calibrate: wrote {paths['int8']} ({manifest.artifact['bytes'] / 1e6:.1f} MB) and {paths['cache']}",
           file=sys.stderr)
+
+
+def histogram_cost(stats: cstats.ActivationStats, forward_ms: float) -> Dict[str, Any]:
+    """The histogram pass per image (ONNX Runtime with every activation as an output, plus the
+    histograms; decoding excluded) against a bare FP32 forward pass (the evaluation pass)."""
+    ms = 1000.0 * (stats.seconds.get("onnxruntime", 0.0) + stats.seconds.get("histograms", 0.0)) / max(stats.images, 1)
+    return {"ms_per_image": round(ms, 2), "fp32_forward_ms_per_image": forward_ms,
+            "ratio": round(ms / forward_ms, 2) if forward_ms and not stats.from_cache else None,
+            "reused": stats.from_cache}
 
 
 def publish(model_path: str, manifest: mf.Manifest, final: str) -> None:
@@ -410,7 +424,7 @@ def _compare(methods: List[cmethods.Method], scales_for: Any, build: Any, evalua
                "top1_agreement": drift.top1_agreement, "mean_kl": drift.mean_kl, "mcnemar_p": drift.mcnemar_p,
                "top1_drop_ci95": drift.top1_drop_ci95,
                "ranges_s": round(t_ranges, 2), "quantize_s": round(t_build, 2),
-               "calibration_s": round(sum(stats.seconds.values()) + t_ranges + t_build, 2)}
+               "calibration_s": round(stats.seconds["onnxruntime"] + stats.seconds["histograms"] + t_ranges + t_build, 2)}
         table.append(row)
         os.remove(path)
         print(f"compare: {m.name:18s} top-1 drop {drift.top1_drop:+.2f}  top-5 drop {drift.top5_drop:+.2f}  "

@@ -141,3 +141,26 @@ def test_histogram_pass_records_every_batch_of_the_graph_input_and_outputs(test_
     assert h.max == max(float(b.max()) for b in batches) and h.min == min(float(b.min()) for b in batches)
     logits = [ort_session(test_model_onnx).run(["logits"], {"input": b})[0] for b in batches]
     assert st.tensors["logits"].max == max(float(x.max()) for x in logits)
+
+
+def test_derived_concat_histograms_equal_recorded_ones(test_model_onnx):
+    """Concat outputs are not recorded but merged from their inputs: the same counts, range and
+    extremes as recording them (here: recorded because their inputs are not in the list)."""
+    import onnx
+
+    from calibration import stats as cstats
+
+    model = onnx.load(test_model_onnx)
+    tensors = cstats.float_activation_tensors(model)
+    derived = cstats.derived_tensors(model, tensors)
+    concats = [t for t in derived if len(derived[t]) > 1]
+    assert len(concats) >= 6                                   # one per Inception block at least
+    rng = np.random.default_rng(1)
+    batches = [rng.standard_normal((4, 3, 56, 56)).astype(np.float32) for _ in range(3)]
+    merged = cstats.collect(test_model_onnx, tensors, iter(batches), "input", "k", 12, progress_label=None)
+    direct = cstats.collect(test_model_onnx, ["input"] + concats, iter(batches), "input", "k", 12,
+                            progress_label=None)
+    for t in concats:
+        a, b = merged.tensors[t], direct.tensors[t]
+        assert (a.range_max, a.amax, a.min, a.max, a.elements) == (b.range_max, b.amax, b.min, b.max, b.elements)
+        assert np.abs(a.counts - b.counts).sum() <= 2          # float32 bin-edge rounding only
