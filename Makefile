@@ -35,6 +35,8 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -m pip install -q -e ".[build,runtime,dev]" > $(VENV)/install.log 2>&1 \
 	  || { tail -n 30 $(VENV)/install.log; echo "error: dependency install failed (full log: $(VENV)/install.log)"; exit 2; }
+	@$(BIN)/python tools/fetch_test_refs.py --dest $(VENV)/test-refs >> $(VENV)/install.log 2>&1 \
+	  || { tail -n 5 $(VENV)/install.log; echo "error: fetching the tests' reference schemas failed (tools/fetch_test_refs.py)"; exit 2; }
 	@touch $@
 	@echo "set-up done"
 

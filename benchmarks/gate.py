@@ -74,7 +74,7 @@ def baseline_from_report(report: Dict[str, Any], report_path: str,
                          limits: Dict[str, Optional[float]]) -> Dict[str, Any]:
     """The baseline record of a report: identity, limits and each runner's figures."""
     from benchmarks.environment import one_line
-    from pipeline.datasets import file_sha256
+    from pipeline.hashing import file_sha256
 
     rows = {}
     for r in report["rows"]:
