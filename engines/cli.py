@@ -131,6 +131,16 @@ def cmd_targets(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_inspect(args: argparse.Namespace) -> int:
+    import json
+
+    from engines.inspect import inspect, render
+
+    record = inspect(args.file)
+    print(json.dumps(record, indent=1) if args.json else render(record))
+    return 0
+
+
 def register(sub: Any) -> None:
     p = sub.add_parser("build", help="build a TensorRT engine for a target (or write a deploy bundle)",
                        description=BUILD_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -169,6 +179,16 @@ def register(sub: Any) -> None:
                        description="List the targets the build command knows, their aliases, precisions, batch "
                                    "profile, DLA cores, ONNX opset ceiling and TensorRT/JetPack needs. Exit codes: 0.")
     p.set_defaults(func=cmd_targets)
+
+    p = sub.add_parser("inspect", help="what an ONNX model or engine is: I/O, opsets, nodes, Q/DQ, manifest chain",
+                       description="Inspect an .onnx file (I/O via Polygraphy, opsets, node counts by type, "
+                                   "initializer dtypes, Q/DQ summary, manifest chain) or an engine (its manifest: "
+                                   "TensorRT, target, precision, batch profile, DLA, layer summary; TensorRT's "
+                                   "EngineInspector where the plan can be deserialized, else why not). Exit codes: "
+                                   "0 printed; 2 unreadable file or manifest.")
+    p.add_argument("file", help="model.onnx / model.int8.onnx / model.engine")
+    p.add_argument("--json", action="store_true", help="print the record as JSON")
+    p.set_defaults(func=cmd_inspect)
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -211,7 +211,7 @@ def parse_target(data: Dict[str, Any], where: str) -> Target:
 
 def _toml_loads(text: str, path: str) -> Dict[str, Any]:
     try:
-        import tomllib as toml  # type: ignore[import-not-found]  # Python 3.11+
+        import tomllib as toml  # novermin  (Python 3.11+; tomli below on 3.8-3.10)
     except ImportError:
         try:
             import tomli as toml  # type: ignore[no-redef]  # the same parser for Python 3.8-3.10
