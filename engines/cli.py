@@ -108,10 +108,30 @@ def _default_eval_images() -> Optional[str]:
     return paths.VAL_DIR if os.path.isdir(paths.VAL_DIR) else None
 
 
+def version_matrix() -> str:
+    """The README's version matrix, generated from the target files (``targets --markdown``)."""
+    from engines import targets
+
+    rows = ["| target | aliases | GPU (sm) | DLA | TensorRT | JetPack | CUDA | Python | DeepStream | ONNX opset <= | "
+            "INT8 from |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for t in targets.load_targets().values():
+        int8 = "Q/DQ ONNX" if t.int8_mode == "qdq" else "FP32 ONNX + calibration cache"
+        if t.has_dla:
+            int8 += "; DLA: %s" % ("Q/DQ ONNX" if t.dla.int8_mode == "qdq" else "calibration cache")
+        rows.append("| `%s` | %s | %s | %s | %s | %s | %s | %s | %s | %d | %s |" % (
+            t.name, ", ".join(t.aliases), ", ".join(t.compute_capabilities), t.dla.cores or "-", t.tensorrt.split(" (")[0],
+            t.jetpack.split(" (")[0] if t.jetpack else "-", t.cuda or "-", t.python or "-", t.deepstream or "-",
+            t.max_opset, int8))
+    return "\n".join(rows) + "\n"
+
+
 def cmd_targets(args: argparse.Namespace) -> int:
     from engines import targets
     from engines.trt_api import installed
 
+    if getattr(args, "markdown", False):
+        print(version_matrix(), end="")
+        return 0
     table = targets.load_targets()
     here = installed()
     rows: List[List[str]] = [["target", "aliases", "builds with", "sm", "precisions", "batch", "DLA", "opset<=",
@@ -178,6 +198,8 @@ def register(sub: Any) -> None:
     p = sub.add_parser("targets", help="list the deployment targets (engines/targets/*.toml)",
                        description="List the targets the build command knows, their aliases, precisions, batch "
                                    "profile, DLA cores, ONNX opset ceiling and TensorRT/JetPack needs. Exit codes: 0.")
+    p.add_argument("--markdown", action="store_true",
+                   help="print the version matrix (TensorRT, JetPack, CUDA, Python, DeepStream) as the README's table")
     p.set_defaults(func=cmd_targets)
 
     p = sub.add_parser("inspect", help="what an ONNX model or engine is: I/O, opsets, nodes, Q/DQ, manifest chain",
