@@ -68,7 +68,7 @@ def _triton(b: BundleText) -> List[str]:
 
 def readme(b: BundleText) -> str:
     t, m = b.target, b.manifest
-    scp, ssh = copy_hint(t.name, t, b.default_precision)
+    scp, ssh = copy_hint(t.name, t, b.default_precision, b.dla_core)
     rows = "\n".join("| %s | `model/%s` |" % (p, f) for p, f in b.precisions.items())
     ds_engine = engine_relpath(t, b.model_name, b.default_precision, b.dla_core, softmax=True)
     dla = " --dla-core %d" % b.dla_core if b.dla_core >= 0 else ""

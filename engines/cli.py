@@ -82,10 +82,14 @@ def cmd_build(args: argparse.Namespace) -> int:
     result = write_bundle(onnx_dir, target, args.out, precision, reason, calib_cache=args.calib_cache,
                           dla_core=dla_core, eval_options=evals)
     rel = _shown(result.path)
-    paragraph = ("No %s engine built here: %s. Instead this wrote a deploy bundle, %s (%d files, %.1f MB), with "
-                 "the ONNX it builds from (%s), manifests, %sthe builder itself (python/, standard library + "
-                 "TensorRT) behind build_on_device.sh, verify_on_device.sh with its images, the equivalent trtexec "
-                 "commands and DeepStream/Triton configs. It needs %s."
+    stage = result.manifest.stage
+    extras = ["verify_on_device.sh with %d images and the host's FP32 logits" % stage["eval_set"]["count"]] \
+        if stage.get("eval_set") else []
+    extras += ["the equivalent trtexec commands", "a DeepStream config" + (" and a Triton config"
+                                                                        if target.platform == "datacenter" else "")]
+    paragraph = (("No %s engine built here: %s. Instead this wrote a deploy bundle, %s (%d files, %.1f MB), with "
+                  "the ONNX it builds from (%s), manifests, %sthe builder itself (python/, standard library + "
+                  "TensorRT) behind build_on_device.sh, " + ", ".join(extras) + ". It needs %s.")
                  % (target.name, reason, rel, len(result.files), result.bytes / 1e6,
                     ", ".join("%s: %s" % kv for kv in result.precisions.items()),
                     "the calibration cache, " if result.manifest.stage.get("calibration") else "",
@@ -94,7 +98,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     for note in result.notes:
         print("  note: " + note)
     print("copy it to the device and build there:")
-    for line in copy_hint(rel, target, precision):
+    for line in copy_hint(rel, target, precision, dla_core):
         print("  " + line)
     return 0
 

@@ -88,6 +88,21 @@ def _python_of(target: Target) -> str:
     return "Python %s" % target.python if target.python else "Python 3.8+"
 
 
+def _prologue(b: BundleText) -> str:
+    """The scripts' common start: strict mode, the bundle folder, the precision (only bundled ones), Python."""
+    allowed = "|".join(b.precisions)
+    return """set -euo pipefail
+HERE="$(cd "$(dirname "${{BASH_SOURCE[0]}}")" && pwd)"
+PRECISION="${{1:-{precision}}}"
+case "$PRECISION" in
+  {allowed}) shift || true ;;
+  *) echo "error: this bundle builds {allowed} (it carries their ONNX); got '$PRECISION'" >&2; exit 2 ;;
+esac
+PYTHON="${{PYTHON:-python3}}"
+cd "$HERE"
+""".format(precision=shlex.quote(b.default_precision), allowed=allowed)
+
+
 def build_script(b: BundleText) -> str:
     """``build_on_device.sh``: the project's builder (python/engines), the device's Python and TensorRT.
     It builds only the precisions whose ONNX the bundle carries."""
@@ -98,16 +113,7 @@ def build_script(b: BundleText) -> str:
 # bindings: the same builder inception-deploy uses (python/engines: standard library + TensorRT only).
 # Usage: ./build_on_device.sh [{allowed}] [--softmax] [--dla-core N] [other `engines build` options]
 #   --softmax  the engine outputs softmax probabilities (the one DeepStream's classifier parser needs)
-set -euo pipefail
-HERE="$(cd "$(dirname "${{BASH_SOURCE[0]}}")" && pwd)"
-PRECISION="${{1:-{precision}}}"
-case "$PRECISION" in
-  {allowed}) shift || true ;;
-  *) echo "error: this bundle builds {allowed} (it carries their ONNX); got '$PRECISION'" >&2; exit 2 ;;
-esac
-PYTHON="${{PYTHON:-python3}}"
-cd "$HERE"
-if command -v sha256sum >/dev/null; then
+{prologue}if command -v sha256sum >/dev/null; then
   sha256sum --quiet -c SHA256SUMS || {{ echo "error: bundle files changed or incomplete (SHA256SUMS)" >&2; exit 2; }}
 fi
 if ! "$PYTHON" -c "import tensorrt" 2>/dev/null; then
@@ -117,8 +123,8 @@ if ! "$PYTHON" -c "import tensorrt" 2>/dev/null; then
 fi
 PYTHONPATH="$HERE/python" exec "$PYTHON" -m engines build --onnx-dir "$HERE/model" --target {target_q} \\
   --precision "$PRECISION" --out "$HERE/out" --no-bundle "$@"
-""".format(target=t.name, target_q=shlex.quote(t.name), precision=shlex.quote(b.default_precision),
-           python=_python_of(t), allowed=allowed)
+""".format(target=t.name, target_q=shlex.quote(t.name), python=_python_of(t), allowed=allowed,
+           prologue=_prologue(b))
 
 
 def verify_script(b: BundleText) -> str:
@@ -134,31 +140,23 @@ def verify_script(b: BundleText) -> str:
 # Needs numpy and Pillow beside TensorRT (JetPack: sudo apt install python3-numpy python3-pil).
 # Usage: ./verify_on_device.sh [{allowed}] [--dla-core N] [extra `benchmarks.device_verify` options]
 # Then on the host: inception-deploy gate --report report.json --baseline <device baseline>
-set -euo pipefail
-HERE="$(cd "$(dirname "${{BASH_SOURCE[0]}}")" && pwd)"
-PRECISION="${{1:-{precision}}}"
-case "$PRECISION" in
-  {allowed}) shift || true ;;
-  *) echo "error: this bundle builds {allowed}; got '$PRECISION'" >&2; exit 2 ;;
-esac
-DLA=()
+{prologue}DLA=()
 if [ "${{1:-}}" = "--dla-core" ]; then DLA=(--dla-core "$2"); shift 2; fi
-PYTHON="${{PYTHON:-python3}}"
-cd "$HERE"
 "$PYTHON" -c "import numpy, PIL" 2>/dev/null || {{
   echo "error: verification needs numpy and Pillow: sudo apt install python3-numpy python3-pil" >&2; exit 3; }}
 "$HERE/build_on_device.sh" "$PRECISION" ${{DLA[@]+"${{DLA[@]}}"}}
 PYTHONPATH="$HERE/python" exec "$PYTHON" -m benchmarks.device_verify --bundle "$HERE" --target {target_q} \\
   --precision "$PRECISION" ${{DLA[@]+"${{DLA[@]}}"}} --out "$HERE/out/verify/$PRECISION" "$@"
-""".format(target=t.name, target_q=shlex.quote(t.name), precision=shlex.quote(b.default_precision),
-           allowed=allowed)
+""".format(target=t.name, target_q=shlex.quote(t.name), allowed=allowed, prologue=_prologue(b))
 
 
-def copy_hint(bundle_path: str, target: Target, precision: str) -> List[str]:
+def copy_hint(bundle_path: str, target: Target, precision: str, dla_core: int = -1) -> List[str]:
     """The two commands that ship a bundle and build on the device, every word quoted."""
     device = "user@jetson" if target.is_jetson else "user@server"
     name = os.path.basename(os.path.normpath(bundle_path))
     remote = "~/%s/build_on_device.sh %s" % (shlex.quote(name), shlex.quote(precision))
+    if dla_core >= 0:
+        remote += " --dla-core %d" % dla_core
     return ["scp -r %s %s:~/" % (shlex.quote(bundle_path), device), "ssh %s %s" % (device, shlex.quote(remote))]
 
 
