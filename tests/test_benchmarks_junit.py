@@ -1,5 +1,5 @@
-"""The gate's JUnit XML against the real schemas CI servers read, and baseline rows a host cannot run
-(no GPU) reported as skipped with the reason, never as failures."""
+"""The gate's JUnit XML against the real schemas CI servers read, baseline rows a host cannot run
+(no GPU) reported as skipped with the reason, never as failures, and the device clocks a report records."""
 import os
 import re
 import xml.etree.ElementTree as ET
@@ -118,3 +118,16 @@ def test_the_old_junit_shape_is_what_the_schemas_rejected(jenkins):
     jenkins.validate(old)           # Jenkins' schema accepts it ...
     with pytest.raises(AssertionError):
         _ant_checks(old)            # ... the Ant schema does not
+
+
+def test_jetson_clocks_are_read_from_devfreq(tmp_path):
+    """verify_on_device's environment record carries the Jetson's clocks where sysfs exposes them."""
+    from benchmarks.environment import devfreq_clocks
+
+    gpu = tmp_path / "sys" / "class" / "devfreq" / "17000000.ga10b"
+    gpu.mkdir(parents=True)
+    (gpu / "cur_freq").write_text("918000000\n")
+    (gpu / "max_freq").write_text("1300500000\n")
+    (gpu / "min_freq").write_text("garbage\n")
+    assert devfreq_clocks(str(tmp_path)) == {"17000000.ga10b": {"cur_freq_hz": 918000000, "max_freq_hz": 1300500000}}
+    assert devfreq_clocks(str(tmp_path / "none")) == {}
