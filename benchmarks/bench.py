@@ -70,6 +70,29 @@ class Missing:
     reason: str
 
 
+@dataclass
+class RecordedReference:
+    """Reference logits computed elsewhere (the host's FP32 model on a deploy bundle's images), keyed
+    by image path relative to the image folder: the reference of a verification on the device."""
+
+    id: str                              # row id, e.g. "fp32/onnxruntime:host"
+    precision: str
+    backend: str
+    logits: Dict[str, np.ndarray]        # relative path -> logits row
+    artifact: Dict[str, Any]             # what produced them (file, sha256)
+    details: Dict[str, Any]              # how (runner, versions, where)
+
+    def rows(self, paths: Sequence[str], root: str) -> np.ndarray:
+        out = []
+        for p in paths:
+            rel = os.path.relpath(p, root).replace(os.sep, "/")
+            if rel not in self.logits:
+                raise UserError(f"no recorded reference logits for {rel}: the image folder is not the one the reference "
+                                "was computed on")
+            out.append(self.logits[rel])
+        return np.stack(out).astype(np.float32)
+
+
 def preprocessing_sha256(pre: Dict[str, Any]) -> str:
     """Hash of what the preprocessing *does* (the descriptive ``steps`` text is left out)."""
     data = {k: v for k, v in pre.items() if k != "steps"}
@@ -184,8 +207,10 @@ def measure_preprocessing(ds: ImageFolder, pre: Preprocessing, count: int) -> Di
 
 def run_bench(candidates: Sequence[Candidate], selection: Selection, settings: BenchSettings,
               reference: Optional[Candidate] = None, missing: Sequence[Missing] = (),
-              skip_unsupported: bool = True, command: str = "bench") -> Dict[str, Any]:
-    """Measure ``candidates`` (``reference`` first: the one drift is measured against).
+              skip_unsupported: bool = True, command: str = "bench",
+              recorded: Optional[RecordedReference] = None) -> Dict[str, Any]:
+    """Measure ``candidates`` (``reference`` first: the one drift is measured against; or
+    ``recorded``, logits recorded elsewhere for the same images, which then is the reference).
 
     Candidates whose runner cannot run here (:class:`Unsupported`) are listed under ``skipped``
     with the reason when ``skip_unsupported``; otherwise the error propagates (``verify``).
@@ -226,6 +251,8 @@ def run_bench(candidates: Sequence[Candidate], selection: Selection, settings: B
 
         # -- accuracy: one pass over the images, every runner on the same batch --------------------
         logits: Dict[str, List[np.ndarray]] = {c.id: [] for c, _, _ in runners}
+        if recorded is not None:
+            logits[recorded.id] = []
         labels: List[np.ndarray] = []
         pool: List[np.ndarray] = []
         pooled = 0
@@ -233,6 +260,8 @@ def run_bench(candidates: Sequence[Candidate], selection: Selection, settings: B
         label = f"accuracy ({len(runners)} runner{'s' if len(runners) > 1 else ''})"
         for batch in ds.batches(pre, settings.accuracy_batch, progress=label):
             labels.append(batch.labels)
+            if recorded is not None:
+                logits[recorded.id].append(recorded.rows(batch.paths, ds.root))
             if pooled < sizes[-1]:
                 pool.append(batch.images)
                 pooled += batch.images.shape[0]
@@ -244,7 +273,7 @@ def run_bench(candidates: Sequence[Candidate], selection: Selection, settings: B
             raise UserError(f"no readable images in {selection.root} ({len(ds.skipped)} unreadable)")
         y = np.concatenate(labels)
         outs = {k: np.concatenate(v) for k, v in logits.items()}
-        base_id = runners[0][0].id
+        base_id = recorded.id if recorded is not None else runners[0][0].id
         names = _label_text(m)
 
         # -- latency per batch size ----------------------------------------------------------------
@@ -269,7 +298,7 @@ def run_bench(candidates: Sequence[Candidate], selection: Selection, settings: B
                                                  on_iteration=lambda: bar.update(1)))
             bar.close()
 
-        rows = []
+        rows = [_recorded_row(recorded, outs[recorded.id], y)] if recorded is not None else []
         for c, runner, load_s in runners:
             is_base = c.id == base_id
             drift = None if is_base else acc.compare(outs[c.id], outs[base_id], y, names).to_dict()
@@ -312,6 +341,14 @@ def run_bench(candidates: Sequence[Candidate], selection: Selection, settings: B
     }
     report["elapsed_s"] = round(time.perf_counter() - t_start, 2)
     return report
+
+
+def _recorded_row(recorded: RecordedReference, logits: np.ndarray, y: np.ndarray) -> Dict[str, Any]:
+    """The report row of recorded reference logits: accuracy only (no runner ran here, no latency)."""
+    return {"id": recorded.id, "precision": recorded.precision, "backend": recorded.backend, "runner": "recorded",
+            "reference": True, "artifact": recorded.artifact, "runner_details": recorded.details, "load_s": 0.0,
+            "accuracy": acc.accuracy(logits, y).to_dict(), "accuracy_pass_s": 0.0, "drift": None, "latency": [],
+            "notes": ["logits recorded elsewhere (%s); no latency measured here" % recorded.details.get("where", "?")]}
 
 
 def _load_average() -> Optional[float]:

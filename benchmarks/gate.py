@@ -16,7 +16,10 @@ checks, for every runner in the baseline:
 
 Limits come from the baseline file, flags override them. stdlib only, Python 3.8 syntax.
 """
+import datetime
 import os
+import socket
+import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
@@ -38,12 +41,13 @@ class Check:
     unit: str
     passed: bool
     detail: str = ""
+    skipped: Optional[str] = None        # why this check could not run here (e.g. no GPU): not a failure
 
     def line(self) -> str:
         value = "-" if self.value is None else f"{self.value:+.2f}"
         limit = "-" if self.limit is None else f"{self.limit:.2f}"
-        return f"{self.row:<26} {self.name:<34} {value:>9} {limit:>7} {self.unit:<7} " \
-               f"{'ok' if self.passed else 'FAIL'}"
+        state = "skip" if self.skipped else "ok" if self.passed else "FAIL"
+        return f"{self.row:<26} {self.name:<34} {value:>9} {limit:>7} {self.unit:<7} {state}"
 
     def failure(self) -> str:
         if self.value is None:
@@ -59,6 +63,12 @@ class GateResult:
     limits: Dict[str, Optional[float]]
     checks: List[Check] = field(default_factory=list)
     notes: List[str] = field(default_factory=list)
+    started: float = field(default_factory=time.time)
+    seconds: float = 0.0
+
+    @property
+    def skips(self) -> List[Check]:
+        return [c for c in self.checks if c.skipped]
 
     @property
     def failures(self) -> List[Check]:
@@ -74,7 +84,7 @@ def baseline_from_report(report: Dict[str, Any], report_path: str,
                          limits: Dict[str, Optional[float]]) -> Dict[str, Any]:
     """The baseline record of a report: identity, limits and each runner's figures."""
     from benchmarks.environment import one_line
-    from pipeline.datasets import file_sha256
+    from pipeline.hashing import file_sha256
 
     rows = {}
     for r in report["rows"]:
@@ -178,8 +188,12 @@ def evaluate(report: Dict[str, Any], baseline: Dict[str, Any], report_path: str 
         r = got.get(rid)
         if r is None:
             why = next((s["reason"] for s in report.get("skipped", []) if s["id"] == rid), None)
-            res.checks.append(Check(rid, "present in report", None, None, "", False,
-                                    "in the baseline but not measured" + (f" (skipped: {why})" if why else "")))
+            if why:   # the runner cannot run on this host (no GPU / TensorRT): reported as skipped, with why
+                res.checks.append(Check(rid, "present in report", None, None, "", True,
+                                        "in the baseline, not runnable here", skipped=why))
+            else:
+                res.checks.append(Check(rid, "present in report", None, None, "", False,
+                                        "in the baseline but not measured (and not skipped with a reason)"))
             continue
         d = r.get("drift")
         if d:
@@ -210,6 +224,7 @@ def evaluate(report: Dict[str, Any], baseline: Dict[str, Any], report_path: str 
         from benchmarks.environment import one_line
         if baseline.get("environment") and one_line(report["environment"]) != baseline["environment"]:
             res.notes.append("latency compared across different environments: baseline " + baseline["environment"])
+    res.seconds = time.time() - res.started
     return res
 
 
@@ -225,31 +240,54 @@ def screen(res: GateResult) -> str:
     lines += [c.line() for c in res.checks]
     lines += [f"note: {n}" for n in res.notes]
     lines.append("")
+    skipped = [f"  {c.row}: skipped: {c.skipped}" for c in res.skips]
     if res.passed:
-        lines.append(f"PASSED: all {len(res.checks)} checks hold")
+        lines.append(f"PASSED: all {len(res.checks) - len(skipped)} checks hold"
+                     + (f", {len(skipped)} skipped (cannot run on this host):" if skipped else ""))
+        lines += skipped
     else:
         lines.append(f"FAILED: {len(res.failures)} of {len(res.checks)} checks broke their limits:")
         lines += ["  " + c.failure() for c in res.failures]
     return "\n".join(lines)
 
 
-def junit_xml(res: Optional[GateResult], error: Optional[str] = None) -> str:
-    """JUnit XML for CI systems: one testcase per check (or one error for unusable input)."""
-    suite = ET.Element("testsuite", name="inception-deploy gate")
+def _suite(hostname: Optional[str], started: float, seconds: float) -> ET.Element:
+    """A ``testsuite`` with what both Jenkins' xunit schema and the Ant JUnit.xsd ask for: name,
+    timestamp (ISO 8601 without a zone), hostname, time, and the aggregate's package and id."""
+    stamp = datetime.datetime.fromtimestamp(started, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    return ET.Element("testsuite", name="inception-deploy gate", package="inception-deploy", id="0",
+                      timestamp=stamp, hostname=hostname or socket.gethostname() or "localhost", time="%.3f" % seconds)
+
+
+def _properties(suite: ET.Element, values: Dict[str, Any]) -> None:
+    props = ET.SubElement(suite, "properties")
+    for name, value in values.items():
+        ET.SubElement(props, "property", name=name, value="" if value is None else str(value))
+
+
+def junit_xml(res: Optional[GateResult], error: Optional[str] = None, hostname: Optional[str] = None) -> str:
+    """JUnit XML for CI systems: one testcase per check, skipped ones with their reason, or one error
+    for unusable input. Valid against Jenkins' xunit junit-10.xsd and the Ant JUnit.xsd alike."""
+    started = res.started if res is not None else time.time()
+    suite = _suite(hostname, started, res.seconds if res is not None else 0.0)
+    counts = {"tests": 1, "failures": 0, "errors": 1, "skipped": 0}
     if res is None:
-        case = ET.SubElement(suite, "testcase", classname="gate", name="inputs usable")
-        ET.SubElement(case, "error", message=error or "unusable input").text = error or ""
-        suite.set("tests", "1")
-        suite.set("failures", "0")
-        suite.set("errors", "1")
+        _properties(suite, {})
+        case = ET.SubElement(suite, "testcase", classname="gate", name="inputs usable", time="0")
+        ET.SubElement(case, "error", message=error or "unusable input", type="UserError").text = error or ""
     else:
+        _properties(suite, {"report": res.report, "baseline": res.baseline, **res.limits})
         for c in res.checks:
-            case = ET.SubElement(suite, "testcase", classname="gate." + c.row, name=c.name)
-            if not c.passed:
-                ET.SubElement(case, "failure", message=c.failure()).text = c.line()
-        suite.set("tests", str(len(res.checks)))
-        suite.set("failures", str(len(res.failures)))
-        suite.set("errors", "0")
+            case = ET.SubElement(suite, "testcase", classname="gate." + c.row, name=c.name, time="0")
+            if c.skipped:
+                ET.SubElement(case, "skipped", message=c.skipped)
+            elif not c.passed:
+                ET.SubElement(case, "failure", message=c.failure(), type="GateRegression").text = c.line()
+        counts = {"tests": len(res.checks), "failures": len(res.failures), "errors": 0, "skipped": len(res.skips)}
+    for key, value in counts.items():
+        suite.set(key, str(value))
+    ET.SubElement(suite, "system-out").text = screen(res) if res is not None else (error or "")
+    ET.SubElement(suite, "system-err").text = ""
     root = ET.Element("testsuites")
     root.append(suite)
     if hasattr(ET, "indent"):  # Python 3.9+

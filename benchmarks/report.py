@@ -192,7 +192,7 @@ def write_reports(report: Dict[str, Any], folder: str, parent: Optional[mf.Manif
              "html": os.path.join(folder, "report.html")}
     atomic.write_json(paths["json"], report)
     if parent is not None and parent_path is not None:
-        m = mf.derive(parent, parent_path, "report", stage={
+        m = mf.derive(parent, parent_path, "report", artifact_path=paths["json"], stage={
             "name": report["command"], "summary": summary_line(report), "report_schema": report["schema"],
             "markdown": os.path.basename(paths["md"]), "html": os.path.basename(paths["html"])})
         mf.write(m, paths["json"])

@@ -14,7 +14,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from pipeline.datasets import UNLABELED, ImageFolder, Sample, file_sha256, open_image_folder, select
+from pipeline.datasets import UNLABELED, ImageFolder, Sample, open_image_folder, select
+from pipeline.hashing import file_sha256
 from pipeline.errors import UserError
 from pipeline.preprocess import Preprocessing
 

@@ -235,7 +235,7 @@ def _int8(opts: Options, method: cmethods.Method, compare_methods: List[cmethods
 
     # the calibration cache and its manifest
     trt_cache.write_cache(paths["cache"], scales, opts.cache_version)
-    cal_manifest = mf.derive(parent, opts.onnx_path, "calibration", {
+    cal_manifest = mf.derive(parent, opts.onnx_path, "calibration", artifact_path=paths["cache"], stage={
         "name": "calibrate", "method": method.name, "images": len(calib), "seed": opts.seed,
         "source": calib.record(), "files": calib.file_list(), "batch_size": opts.batch_size,
         "histogram_bins": cstats.BINS, "stats_key": stats.key, "stats_reused": stats.from_cache,
@@ -302,12 +302,13 @@ def _int8(opts: Options, method: cmethods.Method, compare_methods: List[cmethods
     if opts.trt_check:
         from calibration.trt_check import layer_check
 
-        mf.write(mf.derive(parent, opts.onnx_path, "onnx-int8", dict(stage, summary="candidate")), chosen)
+        mf.write(mf.derive(parent, opts.onnx_path, "onnx-int8", dict(stage, summary="candidate"), artifact_path=chosen),
+                 chosen)
         stage["tensorrt_layers"] = layer_check(chosen, work)
         timer.done("TensorRT-RTX INT8 build check", stage["tensorrt_layers"].get("note", ""))
     stage["timings_s"] = dict(timer.parts, total=timer.total(), histogram_pass=stats.seconds)
     stage["summary"] = _int8_summary(stage)
-    manifest = mf.derive(parent, opts.onnx_path, "onnx-int8", stage)
+    manifest = mf.derive(parent, opts.onnx_path, "onnx-int8", stage, artifact_path=paths["int8"])
     publish(chosen, manifest, paths["int8"])
     out.int8 = paths["int8"]
     out.manifests["onnx-int8"] = manifest
@@ -466,7 +467,7 @@ def _fp16(opts: Options, parent: mf.Manifest, reference: np.ndarray, evaluation:
         summary += (f"; top-1 drop {stage['drift']['top1_drop']:+.2f} / top-5 drop {stage['drift']['top5_drop']:+.2f} "
                     f"points on {stage['drift']['images']} val images")
     stage["summary"] = summary
-    manifest = mf.derive(parent, opts.onnx_path, "onnx-fp16", stage)
+    manifest = mf.derive(parent, opts.onnx_path, "onnx-fp16", stage, artifact_path=paths["fp16"])
     publish(partial, manifest, paths["fp16"])
     out.fp16 = paths["fp16"]
     out.manifests["onnx-fp16"] = manifest

@@ -11,7 +11,7 @@ from typing import Optional
 
 from engines.targets import Target
 from pipeline import manifest as mf
-from pipeline.datasets import file_sha256
+from pipeline.hashing import file_sha256
 from pipeline.errors import UserError
 
 KIND_FOR = {"model.onnx": "onnx", "model.fp16.onnx": "onnx-fp16", "model.int8.onnx": "onnx-int8"}
@@ -81,16 +81,18 @@ def find_calibration_cache(folder: str) -> Optional[CalibrationCache]:
     return read_cache(found[0]) if found else None
 
 
-def locate(onnx: str, target: Target, precision: str, calib_cache: Optional[str] = None) -> BuildInputs:
-    """The ONNX (+ manifest, + calibration cache) that ``target`` builds ``precision`` from.
+def locate(onnx: str, target: Target, precision: str, calib_cache: Optional[str] = None,
+           dla_core: int = -1) -> BuildInputs:
+    """The ONNX (+ manifest, + calibration cache) that ``target`` builds ``precision`` from
+    (on its DLA core ``dla_core`` when >= 0: the DLA takes INT8 the target's ``[dla] int8_mode`` way).
 
     ``onnx`` is the folder of the exported ``model.onnx`` or one ONNX file whose manifest kind
     must fit the precision.
     """
-    implicit = precision == "int8" and target.int8_mode == "implicit"
+    implicit = precision == "int8" and target.int8_mode_for(dla_core) == "implicit"
     if os.path.isdir(onnx):
         folder = onnx
-        name = target.onnx_for(precision)
+        name = target.onnx_for(precision, dla_core)
         path = os.path.join(folder, name)
         if not os.path.isfile(path):
             stage = "make export" if name == "model.onnx" else "make calibrate"
@@ -104,6 +106,12 @@ def locate(onnx: str, target: Target, precision: str, calib_cache: Optional[str]
             raise UserError("ONNX file not found: %s" % path)
     m = mf.read(path, expect_kind="onnx*")
     wanted = "onnx" if (precision == "fp32" or implicit) else {"fp16": "onnx-fp16", "int8": "onnx-int8"}[precision]
+    if m.kind != wanted and dla_core >= 0 and m.kind == "onnx-int8":
+        raise UserError("%s is a Q/DQ INT8 ONNX, but %s's TensorRT takes INT8 for the DLA from calibration scales, not "
+                        "from Q/DQ nodes (target [dla] int8_mode = %r, after NVIDIA's DLA FAQ and QDQ translator); "
+                        "build DLA INT8 from model.onnx + the calibration cache (pass the folder, or --onnx "
+                        "model.onnx), or the Q/DQ ONNX on the GPU (--dla-core -1)"
+                        % (path, target.name, target.dla.int8_mode))
     if m.kind != wanted:
         raise UserError("%s is a %s artifact, but %s %s builds from a %s one (%s); pass the matching file or the "
                         "folder holding model.onnx / model.fp16.onnx / model.int8.onnx"

@@ -19,6 +19,7 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 
 from pipeline.errors import UserError
+from pipeline.hashing import file_sha256  # noqa: F401  (re-exported: older imports keep working)
 from pipeline.preprocess import Preprocessing, stack
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm")
@@ -196,10 +197,3 @@ def select(samples: Sequence[Sample], count: int, seed: int) -> List[Sample]:
         depth += 1
     return sorted(chosen, key=lambda s: s.path)
 
-
-def file_sha256(path: str, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()

@@ -22,12 +22,14 @@ Envelope::
 import datetime
 import os
 from dataclasses import asdict, dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
 from pipeline import atomic
-from pipeline.datasets import file_sha256
 from pipeline.errors import UserError
-from pipeline.preprocess import Preprocessing
+from pipeline.hashing import file_sha256
+
+if TYPE_CHECKING:  # numpy stays optional: the builder on a device reads manifests without it
+    from pipeline.preprocess import Preprocessing
 
 SCHEMA = "inception-deploy/manifest@1"
 KINDS = ("onnx", "onnx-fp16", "onnx-int8", "calibration", "engine", "bundle", "report")
@@ -59,7 +61,9 @@ class Manifest:
     schema: str = SCHEMA
 
     # -- convenience --------------------------------------------------------------------------
-    def preprocessing_obj(self) -> Preprocessing:
+    def preprocessing_obj(self) -> "Preprocessing":
+        from pipeline.preprocess import Preprocessing
+
         return Preprocessing.from_dict(self.preprocessing)
 
     @property
@@ -132,9 +136,36 @@ def read(artifact_path: str, expect_kind: Optional[str] = None, verify: bool = T
 
 
 def derive(parent: Manifest, parent_path: str, kind: str, stage: Dict[str, Any],
-           io: Optional[Dict[str, Any]] = None) -> Manifest:
-    """A manifest for an artifact made from ``parent`` (same model, preprocessing and labels)."""
+           io: Optional[Dict[str, Any]] = None, artifact_path: Optional[str] = None) -> Manifest:
+    """A manifest for an artifact made from ``parent`` (same model, preprocessing and labels).
+
+    ``parent.file`` is written relative to the folder of ``artifact_path`` (where the new artifact
+    will live), so the link survives copying both to another machine; without ``artifact_path`` it
+    is absolute. :func:`parent_path` resolves it either way.
+    """
+    if artifact_path is not None:
+        where = relpath(parent_path, os.path.dirname(os.path.abspath(artifact_path)))
+    else:
+        where = os.path.abspath(parent_path)
     return Manifest(kind=kind, artifact={}, model=parent.model, preprocessing=dict(parent.preprocessing),
                     io=dict(io or parent.io), stage=stage,
-                    parent={"file": os.path.relpath(parent_path), "sha256": parent.artifact.get("sha256"),
-                            "kind": parent.kind})
+                    parent={"file": where, "sha256": parent.artifact.get("sha256"), "kind": parent.kind})
+
+
+def relpath(path: str, start: str) -> str:
+    """``path`` relative to the folder ``start``, with ``/`` separators (manifests are read anywhere)."""
+    return os.path.relpath(os.path.abspath(path), os.path.abspath(start)).replace(os.sep, "/")
+
+
+def parent_path(manifest: Manifest, artifact_path: str) -> Optional[str]:
+    """The file ``manifest``'s artifact was made from, if it exists: ``parent.file`` resolved against
+    the artifact's folder (also an absolute path, or one relative to the current folder as older
+    manifests wrote it); ``None`` when the manifest has no parent or the file is not there."""
+    name = (manifest.parent or {}).get("file")
+    if not name:
+        return None
+    here = os.path.dirname(os.path.abspath(artifact_path))
+    for guess in (os.path.join(here, name), name, os.path.join(here, os.path.basename(name))):
+        if os.path.isfile(guess):
+            return os.path.normpath(guess)
+    return None

@@ -17,7 +17,7 @@ from calibration import methods, qdq, stage
 from calibration.stats import ActivationStats
 from pipeline import manifest as mf
 from pipeline.cli import main
-from pipeline.datasets import file_sha256
+from pipeline.hashing import file_sha256
 from pipeline.errors import UserError
 
 CALIB_COUNT = 64          # below the 300 recommended (warned about): keeps the tests fast
