@@ -72,10 +72,11 @@ def cmd_build(args: argparse.Namespace) -> int:
     if args.no_bundle:
         raise Unsupported("cannot build %s here: %s" % (target.name, reason))
     from engines.bundle import write_bundle
+    from pipeline.publish import RunLock
 
-    onnx_dir = onnx if os.path.isdir(onnx) else os.path.dirname(os.path.abspath(onnx))
-    result = write_bundle(onnx_dir, target, args.out, precision, reason, calib_cache=args.calib_cache,
-                          dla_core=dla_core)
+    with RunLock(os.path.join(args.out, "bundle"), "build --target %s (bundle)" % target.name):
+        result = write_bundle(onnx, target, args.out, precision, reason, calib_cache=args.calib_cache,
+                              dla_core=dla_core)
     rel = _shown(result.path)
     paragraph = ("No %s engine built here: %s. Instead this wrote a deploy bundle, %s (%d files, %.1f MB), with "
                  "the ONNX it builds from (%s), manifests, %sthe builder itself (python/, no torch) behind "
