@@ -24,7 +24,7 @@ from pipeline.datasets import file_sha256
 from pipeline.errors import UserError
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ROOT_PACKAGES = ("engines", "pipeline")
+ROOT_PACKAGES = ("engines", "pipeline", "calibration")   # calibration: only what engines import (cache.py)
 SUMS = "SHA256SUMS"
 
 
@@ -87,9 +87,14 @@ def _select(onnx_dir: str, target: Target, precision: str, calib_cache: Optional
             notes: List[str]) -> Dict[str, BuildInputs]:
     """The requested precision (must exist and fit the opset ceiling) plus INT8 and FP16 where the
     target builds them and their artifacts exist and fit (FP32 only when asked for: it is the
-    largest file); what is left out is said in ``notes``."""
+    largest file); what is left out is said in ``notes``. Given one ONNX file instead of a folder,
+    exactly that file for the requested precision. Every input passes the lineage check
+    (:func:`engines.inputs.locate`) before anything is copied."""
     chosen: Dict[str, BuildInputs] = {}
     order = [precision] + [p for p in ("int8", "fp16") if p != precision and p in target.precisions]
+    if not os.path.isdir(onnx_dir):
+        order = [precision]
+        notes.append("only %s: the bundle holds exactly the file given with --onnx" % os.path.basename(onnx_dir))
     for p in order:
         try:
             inputs = locate(onnx_dir, target, p, calib_cache)
