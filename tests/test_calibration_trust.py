@@ -15,13 +15,13 @@ import time
 import onnx
 import pytest
 
-from pipeline import lineage
 from pipeline import manifest as mf
-from pipeline import paths, publish
+from pipeline import paths
 from pipeline.datasets import file_sha256
 from pipeline.summary import summarize
 
 FAST = ["--precision", "int8", "--batch-size", "16", "--no-trt-check"]
+LOCK_NAME = ".inception-deploy.lock"        # pipeline.LOCK_NAME
 
 
 def calibrate_cmd(onnx_path, calib_dir, *extra):
@@ -70,7 +70,7 @@ def _staged_cache(folder, pid):
 
 def _lock_pid(folder):
     try:
-        return json.load(open(os.path.join(folder, publish.LOCK_NAME)))["pid"]
+        return json.load(open(os.path.join(folder, LOCK_NAME)))["pid"]
     except (OSError, ValueError):
         return None
 
@@ -87,6 +87,7 @@ def test_killed_rerun_leaves_the_set_and_a_second_run_waits_its_turn(folder, cal
     os.kill(killed.pid, signal.SIGKILL)
     killed.wait()
     assert {p: file_sha256(p) for p in before} == before
+    from pipeline import lineage
     assert lineage.check(int8, expect_kind="onnx-int8").stage["method"] == "max"
     leftovers = [n for n in os.listdir(folder) if "-pid%d-" % killed.pid in n]
     assert leftovers and _lock_pid(folder) == killed.pid                 # its work, staging and stale lock
@@ -100,11 +101,11 @@ def test_killed_rerun_leaves_the_set_and_a_second_run_waits_its_turn(folder, cal
     third = run(calibrate_cmd(onnx_path, calib_dir, "--count", "32", "--method", "mse"),
                 INCEPTION_DEPLOY_LOCK_WAIT="0")
     line = one_error_line(third)
-    assert "in use by another inception-deploy run (pid %d" % second.pid in line and publish.LOCK_NAME in line
+    assert "in use by another inception-deploy run (pid %d" % second.pid in line and LOCK_NAME in line
     _, err = second.communicate(timeout=600)
     assert second.returncode == 0, err[-3000:]
     assert "took over the lock" in err and "removed" in err and "leftover" in err
-    assert not [n for n in os.listdir(folder) if "-pid" in n or n == publish.LOCK_NAME]
+    assert not [n for n in os.listdir(folder) if "-pid" in n or n == LOCK_NAME]
     m = lineage.check(int8, expect_kind="onnx-int8")
     assert m.stage["method"] == "entropy" == mf.read(cache, expect_kind="calibration").stage["method"]
 

@@ -14,7 +14,6 @@ import sys
 import onnx
 import pytest
 
-from pipeline import lineage
 from pipeline import manifest as mf
 from pipeline import paths
 from pipeline.errors import UserError
@@ -179,6 +178,8 @@ def test_bundle_holds_exactly_the_onnx_file_asked_for(onnx_dir, tmp_path):
 
 
 def test_lineage_check_passes_a_consistent_chain_and_finds_the_linked_cache(onnx_dir):
+    from pipeline import lineage
+
     int8 = os.path.join(onnx_dir, "model.int8.onnx")
     m = lineage.check(int8, expect_kind="onnx-int8")
     linked = lineage.linked_calibration(int8, m)
