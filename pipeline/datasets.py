@@ -187,7 +187,8 @@ class HashCache:
 
             os.makedirs(folder, exist_ok=True)
             self.db = sqlite3.connect(os.path.join(folder, "file-sha256.sqlite"), timeout=10)
-            self.db.execute("CREATE TABLE IF NOT EXISTS files (key TEXT PRIMARY KEY, sha256 TEXT NOT NULL)")
+            self.db.execute("CREATE TABLE IF NOT EXISTS file_hashes (path TEXT PRIMARY KEY, stat TEXT NOT NULL, "
+                            "sha256 TEXT NOT NULL)")       # one row per file: a changed file replaces its row
         except Exception:  # no sqlite3, read-only home, locked or corrupt file: a cache is optional
             self.db = None
 
@@ -231,9 +232,9 @@ class HashCache:
             return found
         try:
             for key in keys:
-                row = self.db.execute("SELECT sha256 FROM files WHERE key = ?", (repr(key),)).fetchone()
-                if row:
-                    found[key] = row[0]
+                row = self.db.execute("SELECT stat, sha256 FROM file_hashes WHERE path = ?", (key[0],)).fetchone()
+                if row and row[0] == repr(key[1:]):
+                    found[key] = row[1]
         except Exception:
             self.db = None
         return found
@@ -243,8 +244,8 @@ class HashCache:
             return
         try:
             with self.db:
-                self.db.executemany("INSERT OR REPLACE INTO files (key, sha256) VALUES (?, ?)",
-                                    [(repr(k), v) for k, v in fresh.items()])
+                self.db.executemany("INSERT OR REPLACE INTO file_hashes (path, stat, sha256) VALUES (?, ?, ?)",
+                                    [(k[0], repr(k[1:]), v) for k, v in fresh.items()])
         except Exception as e:  # e.g. a read-only or full disk: keep going without the shared cache
             print(f"note: file-hash cache not updated ({e})", file=sys.stderr)
             self.db = None
