@@ -7,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 CLI    := $(BIN)/inception-deploy
-DATA   ?= ../shared/data
+DATA   ?= $(or $(INCEPTION_DEPLOY_DATA),../shared/data)
 CALIB_IMAGES ?= $(DATA)/tiny-imagenet-200/calib
 VAL_IMAGES   ?= $(DATA)/tiny-imagenet-200/val
 # Default model: the reference Inception-v4 once committed, else the trained test model.

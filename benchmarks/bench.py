@@ -4,8 +4,10 @@ against the reference, latency per batch size. Produces the report dict that
 
 Images are decoded and preprocessed once (the manifest's preprocessing, the shared reader) and
 every runner sees the same tensor, so drift measures the runners, not the input pipeline. The
-report identifies what was measured by the source weights' hash, the image list's fingerprint and
-the preprocessing's hash (never by ONNX bytes, which change with library versions).
+report identifies what was measured by the source weights' hash, the image set's content
+fingerprint and the preprocessing's hash (never by ONNX bytes, which change with library versions).
+Images the model was calibrated on (listed by its calibration manifest) are named loudly and
+recorded under ``calibration_overlap``; the gate fails such a report.
 """
 import hashlib
 import json
@@ -23,7 +25,7 @@ from benchmarks.environment import environment
 from benchmarks.latency import LatencyResult, Stats, TimingPolicy, WarmupPolicy, measure
 from benchmarks.runners.factory import Candidate, open_runner
 from pipeline import manifest as mf
-from pipeline.datasets import ImageFolder, open_image_folder, select
+from pipeline.datasets import FINGERPRINT_METHOD, ImageFolder, open_image_folder, select
 from pipeline.errors import Unsupported, UserError
 from pipeline.preprocess import Preprocessing, stack
 from pipeline.progress import Progress
@@ -114,9 +116,34 @@ def identity(m: mf.Manifest, ds: ImageFolder, selection: Selection) -> Dict[str,
         "model": {"name": m.model.name, "architecture": m.model.architecture, "source": m.model.source,
                   "weights_sha256": m.model.weights_sha256, "num_classes": m.model.num_classes},
         "images": {"root": os.path.abspath(ds.root), "count": len(ds), "fingerprint": ds.fingerprint(),
+                   "fingerprint_method": FINGERPRINT_METHOD,
                    "selection": {"count": selection.count, "seed": selection.seed, "layout": ds.layout}},
         "preprocessing": {"sha256": preprocessing_sha256(m.preprocessing), "description": m.preprocessing},
     }
+
+
+def calibration_overlap(candidates: Sequence[Candidate], ds: ImageFolder, m: mf.Manifest) -> Dict[str, Any]:
+    """Which of the images the model was calibrated on (by content, against every calibration
+    manifest of the same weights beside the artifacts or their parents); warned about loudly."""
+    from pipeline.lineage import calibration_manifests
+
+    paths = [c.path for c in candidates if c.manifest is not None and c.backend != "pytorch"]
+    manifests = calibration_manifests(paths, m.model.weights_sha256)
+    calib = {}
+    for side, cal in manifests.items():
+        for f in cal.stage.get("files") or []:
+            if isinstance(f, dict) and f.get("sha256"):
+                calib[f["sha256"]] = side
+    hits = [(s.path, calib[d]) for s, d in zip(ds.samples, ds.content_sha256()) if d in calib]
+    record: Dict[str, Any] = {"images": len(hits), "of": len(ds),
+                              "calibration_manifests": sorted(os.path.relpath(p) for p in manifests),
+                              "examples": [os.path.relpath(p) for p, _ in hits[:5]]}
+    if hits:
+        print(f"WARNING: {len(hits)} of the {len(ds)} images are calibration images of this model (listed in "
+              f"{os.path.relpath(hits[0][1])}, e.g. {os.path.relpath(hits[0][0])}): accuracy and drift measured on "
+              "them are optimistic, and the gate fails this report. Measure on images the model was not "
+              "calibrated on (the shared val/ split, not calib/).", file=sys.stderr)
+    return record
 
 
 def check_same_model(candidates: Sequence[Candidate]) -> mf.Manifest:
@@ -165,18 +192,27 @@ def _latency_batch(pool: np.ndarray, n: int) -> np.ndarray:
 
 
 def _file_batch_maker(ds: ImageFolder, pre: Preprocessing, n: int) -> Callable[[], np.ndarray]:
-    """Each call decodes and preprocesses the next ``n`` files (what a camera/file app pays)."""
+    """Each call decodes and preprocesses the next ``n`` files (what a camera/file app pays); files
+    already found unreadable are left out (each is counted once, in the accuracy pass)."""
     state = {"i": 0}
-    samples = ds.samples
+    unreadable = {path for path, _ in ds.skipped}
+    samples = [s for s in ds.samples if s.path not in unreadable]
+    if not samples:
+        raise UserError(f"no readable images in {ds.root} to time with preprocessing")
 
     def prepare() -> np.ndarray:
         images = []
+        misses = 0
         while len(images) < n:
             s = samples[state["i"] % len(samples)]
             state["i"] += 1
             img = ds.load(s)
             if img is not None:
                 images.append(pre.image(img))
+            else:
+                misses += 1
+                if misses >= len(samples):
+                    raise UserError(f"the images in {ds.root} stopped being readable while timing")
         return stack(images)
     return prepare
 
@@ -224,6 +260,7 @@ def run_bench(candidates: Sequence[Candidate], selection: Selection, settings: B
     pre = m.preprocessing_obj()
     ds = open_images(selection, m.model.label_names)
     ident = identity(m, ds, selection)
+    overlap = calibration_overlap(ordered, ds, m)
     sizes = sorted({int(b) for b in settings.batch_sizes})
     if not sizes or sizes[0] < 1:
         raise UserError(f"batch sizes must be positive integers, got {list(settings.batch_sizes)}")
@@ -334,6 +371,7 @@ def run_bench(candidates: Sequence[Candidate], selection: Selection, settings: B
         "missing": [asdict(x) for x in missing],
         "skipped": skipped,
         "images_unreadable": ds.skipped_report(),
+        "calibration_overlap": overlap,
         "preprocessing_cost": measure_preprocessing(ds, pre, settings.preprocessing_images)
         if settings.with_preprocessing else None,
         "host_load": {"start": load_start, "end": _load_average()},

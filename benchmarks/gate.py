@@ -12,7 +12,13 @@ checks, for every runner in the baseline:
 - latency (p50 per batch size) against the baseline, only when a limit is set (off by default:
   shared CI machines are noisy);
 - every runner of the baseline is still in the report (an artifact that silently stopped being
-  built is a regression too).
+  built is a regression too);
+- the images are not calibration images of the model (bench records the overlap it finds).
+
+Report and baseline are checked for shape first: a missing or non-numeric figure is unusable
+input (exit 2) naming the field, never an internal error. Image sets are compared by content
+fingerprint; a report or baseline from a version that fingerprinted names only is refused with
+the command that regenerates it.
 
 Limits come from the baseline file, flags override them. stdlib only, Python 3.8 syntax.
 """
@@ -25,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
 from pipeline import atomic
+from pipeline.datasets import FINGERPRINT_METHOD
 from pipeline.errors import UserError
 
 BASELINE_SCHEMA = "inception-deploy/baseline@1"
@@ -118,6 +125,11 @@ def write_baseline(report_path: str, out_path: str, limits: Dict[str, Optional[f
     from benchmarks.report import load_report
 
     report = load_report(report_path)
+    check_report_shape(report, report_path)
+    overlap = (report.get("calibration_overlap") or {}).get("images")
+    if overlap:
+        raise UserError(f"{report_path} was measured on {overlap} calibration images of the model; a baseline must "
+                        "come from images the model was not calibrated on (re-run bench on the val/ split)")
     if report.get("skipped") or report.get("missing"):
         gaps = [m["kind"] for m in report.get("missing", [])] + [s["id"] for s in report.get("skipped", [])]
         print(f"note: the baseline covers only what this report measured (not: {', '.join(gaps)})")
@@ -136,9 +148,90 @@ def load_baseline(path: str) -> Dict[str, Any]:
     return data
 
 
+# -- input shape ---------------------------------------------------------------------------------------
+def _number(value: Any, what: str, where: str, fix: str, allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+        raise UserError(f"{where}: {what} is {value!r}, expected a number; {fix}")
+
+
+def check_report_shape(report: Dict[str, Any], where: str) -> None:
+    """Every field the gate reads is there and numeric (UserError naming the first that is not)."""
+    fix = "re-run inception-deploy bench to write it again"
+    ident = report.get("identity")
+    if not isinstance(ident, dict) or not all(isinstance(ident.get(k), dict) for k in ("model", "images",
+                                                                                     "preprocessing")):
+        raise UserError(f"{where}: identity must hold model, images and preprocessing records; {fix}")
+    rows = report.get("rows")
+    if not isinstance(rows, list) or not rows:
+        raise UserError(f"{where}: no measured rows; {fix}")
+    for i, r in enumerate(rows):
+        name = f"row {r.get('id', i)!r}" if isinstance(r, dict) else f"row {i}"
+        if not isinstance(r, dict) or not isinstance(r.get("id"), str) or not isinstance(r.get("accuracy"), dict):
+            raise UserError(f"{where}: {name} lacks its id or accuracy record; {fix}")
+        for key in ("top1", "top5"):
+            _number(r["accuracy"].get(key), f"{name} accuracy.{key}", where, fix)
+        d = r.get("drift")
+        if d is not None:
+            if not isinstance(d, dict):
+                raise UserError(f"{where}: {name} drift is {d!r}, expected a record or null; {fix}")
+            for key in ("top1_drop", "top5_drop"):
+                _number(d.get(key), f"{name} drift.{key}", where, fix)
+        latency = r.get("latency", [])
+        if not isinstance(latency, list) or not all(isinstance(lr, dict) and isinstance(lr.get("e2e_ms"), dict)
+                                                    for lr in latency):
+            raise UserError(f"{where}: {name} latency must be a list of records with e2e_ms; {fix}")
+        for lr in latency:
+            _number(lr.get("batch"), f"{name} latency batch", where, fix)
+            _number(lr["e2e_ms"].get("p50"), f"{name} latency p50 (batch {lr.get('batch')})", where, fix)
+
+
+def check_baseline_shape(baseline: Dict[str, Any], where: str) -> None:
+    """Limits are numbers or null, every row's figures numbers (or null where the baseline has none)."""
+    fix = "write it again with inception-deploy baseline --report REPORT"
+    limits = baseline.get("limits") or {}
+    if not isinstance(limits, dict):
+        raise UserError(f"{where}: limits must be a record; {fix}")
+    for key in DEFAULT_LIMITS:
+        _number(limits.get(key), f"limit {key}", where, "set it to a number of points/percent or null", True)
+    ident = baseline.get("identity")
+    if not isinstance(ident, dict) or not all(isinstance(ident.get(k), dict) for k in ("model", "images",
+                                                                                     "preprocessing")):
+        raise UserError(f"{where}: identity must hold model, images and preprocessing records; {fix}")
+    rows = baseline.get("rows")
+    if not isinstance(rows, dict):
+        raise UserError(f"{where}: rows must be a record of runners; {fix}")
+    for rid, row in rows.items():
+        if not isinstance(row, dict):
+            raise UserError(f"{where}: row {rid!r} must be a record; {fix}")
+        for key in ("top1", "top5"):
+            _number(row.get(key), f"row {rid!r} {key}", where, fix, allow_none=True)
+        latency = row.get("latency_p50_ms", {})
+        if not isinstance(latency, dict):
+            raise UserError(f"{where}: row {rid!r} latency_p50_ms must be a record; {fix}")
+        for batch, ms in latency.items():
+            if not str(batch).isdigit():
+                raise UserError(f"{where}: row {rid!r} latency batch {batch!r} is not a batch size; {fix}")
+            _number(ms, f"row {rid!r} latency_p50_ms[{batch}]", where, fix)
+
+
 # -- the gate -----------------------------------------------------------------------------------------
+def check_fingerprint_method(report: Dict[str, Any], baseline: Dict[str, Any]) -> None:
+    """Both must identify their image set by content (this version's fingerprint), or nothing is compared."""
+    for what, data, fix in (("report", report, "re-run inception-deploy bench"),
+                            ("baseline", baseline, "re-run bench on the baseline's images and record it again "
+                                                   "with inception-deploy baseline --report REPORT --out BASELINE")):
+        method = (data["identity"]["images"] or {}).get("fingerprint_method")
+        if method != FINGERPRINT_METHOD:
+            raise UserError(f"the {what} identifies its images by {'names only' if method is None else repr(method)}, "
+                            f"not by content ({FINGERPRINT_METHOD}): it was written by an earlier version and "
+                            f"cannot be compared; {fix}")
+
+
 def check_identity(report: Dict[str, Any], baseline: Dict[str, Any]) -> None:
     """Refuse (exit 2) to compare a report with a baseline of another model, image set or preprocessing."""
+    check_fingerprint_method(report, baseline)
     r, b = report["identity"], baseline["identity"]
     problems = []
     if r["model"].get("weights_sha256") != b["model"].get("weights_sha256"):
@@ -179,9 +272,17 @@ def _significance(d: Dict[str, Any]) -> str:
 
 def evaluate(report: Dict[str, Any], baseline: Dict[str, Any], report_path: str = "", baseline_path: str = "",
              overrides: Optional[Dict[str, Optional[float]]] = None) -> GateResult:
+    check_report_shape(report, report_path or "report")
+    check_baseline_shape(baseline, baseline_path or "baseline")
     check_identity(report, baseline)
     limits = resolve_limits(baseline, overrides or {})
     res = GateResult(report_path, baseline_path, limits)
+    overlap = report.get("calibration_overlap") or {}
+    used = overlap.get("images") if isinstance(overlap, dict) else None
+    if not isinstance(used, int) or isinstance(used, bool):
+        used = None if "calibration_overlap" not in report else -1
+    res.checks.append(Check("images", "not calibration images", float(used) if used is not None and used >= 0 else None,
+                            0.0, "images", used == 0, _overlap_detail(overlap, used)))
     got = {r["id"]: r for r in report["rows"]}
     top1, top5, lat = limits["max_top1_drop"], limits["max_top5_drop"], limits["max_latency_regression"]
     for rid, base in baseline["rows"].items():
@@ -226,6 +327,17 @@ def evaluate(report: Dict[str, Any], baseline: Dict[str, Any], report_path: str 
             res.notes.append("latency compared across different environments: baseline " + baseline["environment"])
     res.seconds = time.time() - res.started
     return res
+
+
+def _overlap_detail(overlap: Any, used: Optional[int]) -> str:
+    if used is None:
+        return "the report does not say whether its images were calibration images (re-run bench)"
+    if used < 0:
+        return "the report's calibration_overlap record is unreadable (re-run bench)"
+    if used == 0:
+        return ""
+    return "%d of %s images were used to calibrate the model (%s)" % (
+        used, overlap.get("of"), ", ".join(overlap.get("calibration_manifests") or []))
 
 
 def screen(res: GateResult) -> str:

@@ -18,7 +18,6 @@ has run on the development machines; the TensorRT 8/10/11 branches follow NVIDIA
 Polygraphy's ``backend/trt`` loader and are unit-tested on their detection logic only.
 Device-side: stdlib only.
 """
-import hashlib
 import os
 import time
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from engines.targets import BatchProfile, Target, resolve_target
 from engines.trt_api import TargetCapabilities, TrtApi, cc_key, cc_to_sm, import_tensorrt
 from pipeline import atomic
 from pipeline import manifest as mf
+from pipeline import publish
 from pipeline.hashing import file_sha256
 from pipeline.errors import Unsupported, UserError
 
@@ -140,7 +140,16 @@ def engine_variant(precision: str, dla_core: int = -1, softmax: bool = False) ->
 
 def engine_dir(out_root: str, target: Target, model_name: str, precision: str, dla_core: int = -1,
                softmax: bool = False) -> str:
-    return os.path.join(out_root, target.name, model_name, engine_variant(precision, dla_core, softmax))
+    """``<out_root>/<target>/<model>/<variant>``; the model name (read from a manifest) must be one
+    plain folder name, and the result stays inside ``out_root``."""
+    from pipeline.paths import path_component
+
+    path_component(model_name, "model name", "the ONNX manifest")
+    folder = os.path.join(out_root, target.name, model_name, engine_variant(precision, dla_core, softmax))
+    root = os.path.realpath(out_root)
+    if not os.path.realpath(folder).startswith(root + os.sep):
+        raise UserError("engine folder %s would be outside %s; check the model name in the manifest" % (folder, out_root))
+    return folder
 
 
 def timing_cache_path(out_root: str, target: Target, api: TrtApi) -> str:
@@ -320,11 +329,23 @@ def build_engine(onnx_path: str, target: Union[str, Target], precision: str, out
     key = build_key(inputs, t, api, mode, batch, workspace_mib, ccs)
     out_dir = engine_dir(out_root, t, inputs.manifest.model.name, precision, mode.dla_core, softmax)
     engine_path = os.path.join(out_dir, ENGINE_NAME)
-    if not force:
-        kept = _kept_if_up_to_date(engine_path, key)
-        if kept is not None:
-            return kept
+    with publish.RunLock(out_dir, "build %s %s" % (t.name, precision)):
+        if not force:
+            kept = _kept_if_up_to_date(engine_path, key)
+            if kept is not None:
+                return kept
+        return _build(inputs, t, precision, api, machine, mode, batch, workspace_mib, ccs, key, opset, out_root,
+                      engine_path, use_timing_cache, progress, echo)
 
+
+def _build(inputs: BuildInputs, t: Target, precision: str, api: TrtApi, machine: hostinfo.HostInfo,
+           mode: NetworkMode, batch: BatchProfile, workspace_mib: int, ccs: Sequence[str], key: Dict[str, Any],
+           opset: int, out_root: str, engine_path: str, use_timing_cache: bool, progress: bool,
+           echo: Optional[Callable[[str], None]]) -> BuildResult:
+    """Parse, configure, build and publish (engine, manifest and log together); see :func:`build_engine`.
+
+    Long because it is the one place the TensorRT objects live: split further, each part would
+    take half of them as arguments."""
     trt = api.module
     logger = trt_hooks.make_logger(api, echo)
     builder = trt.Builder(logger)
@@ -336,7 +357,7 @@ def build_engine(onnx_path: str, target: Union[str, Target], precision: str, out
     _check_dla_cores(builder, mode, t)
     network = builder.create_network(flags)
     _parse(api, network, logger, inputs.onnx_path)
-    replaced_output = _append_softmax(api, network, mode) if softmax else None
+    replaced_output = _append_softmax(api, network, mode) if mode.softmax else None
     calibrator = None
     if mode.implicit_int8:
         with open(inputs.calibration.path, "rb") as f:  # type: ignore[union-attr]
@@ -401,7 +422,7 @@ def build_engine(onnx_path: str, target: Union[str, Target], precision: str, out
     }
     io = _io_with_softmax(inputs.manifest.io, replaced_output) if replaced_output else None
     manifest = mf.derive(inputs.manifest, inputs.onnx_path, "engine", stage, io=io, artifact_path=engine_path)
-    log_path = os.path.join(out_dir, ENGINE_NAME + ".log")
+    log_path = engine_path + ".log"
     _write_engine(engine_path, data, manifest, log_path, log_text)
     return BuildResult(engine_path=engine_path, manifest=manifest, layers=layers, log_text=log_text, build_s=build_s,
                        log_path=log_path, timing_cache_path=tc_path)
@@ -416,17 +437,15 @@ def _parser_version(api: TrtApi) -> Optional[int]:
 
 
 def _write_engine(engine_path: str, data: bytes, manifest: mf.Manifest, log_path: str, log_text: str) -> None:
-    """Engine and manifest land together: the manifest is written (atomically) while the engine
-    still sits at its temp path, and the engine is renamed into place only after that succeeded.
-    The builder log follows them (it is a record, not part of the artifact)."""
-    with atomic.atomic_path(engine_path) as tmp:
-        with open(tmp, "wb") as f:
+    """Engine, manifest and builder log are published together (:class:`pipeline.publish.Publication`),
+    the engine last."""
+    with publish.Publication(os.path.dirname(engine_path)) as pub:
+        with open(pub.add(log_path), "w", encoding="utf-8") as f:
+            f.write(log_text + "\n")
+        with open(pub.add(engine_path), "wb") as f:
             f.write(data)
-        manifest.artifact = {"file": os.path.basename(engine_path), "sha256": hashlib.sha256(data).hexdigest(),
-                             "bytes": len(data)}
-        manifest.created = manifest.created or mf.now()
-        atomic.write_json(mf.sidecar(engine_path), manifest.to_dict())
-    atomic.write_text(log_path, log_text + "\n")
+        pub.write_manifest(manifest, engine_path)
+        pub.last(engine_path)
 
 
 def _kept_if_up_to_date(engine_path: str, key: Dict[str, Any]) -> Optional[BuildResult]:

@@ -34,7 +34,7 @@ from pipeline.errors import UserError
 from pipeline.hashing import file_sha256
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ROOT_PACKAGES = ("engines", "pipeline", "runtime", "benchmarks")
+ROOT_PACKAGES = ("engines", "pipeline", "runtime", "benchmarks", "calibration")   # calibration: cache.py only
 SUMS = "SHA256SUMS"
 # What the device runs: the builder (standard library + TensorRT) ...
 BUILDER_ROOTS = ("engines/__main__.py", "engines/cli.py", "engines/builder.py", "engines/host.py",
@@ -114,9 +114,14 @@ def _select(onnx_dir: str, target: Target, precision: str, calib_cache: Optional
             notes: List[str]) -> Dict[str, BuildInputs]:
     """The requested precision (must exist and fit the opset ceiling) plus INT8 and FP16 where the
     target builds them and their artifacts exist and fit (FP32 only when asked for: it is the
-    largest file); what is left out is said in ``notes``."""
+    largest file); what is left out is said in ``notes``. Given one ONNX file instead of a folder,
+    exactly that file for the requested precision. Every input passes the lineage check
+    (:func:`engines.inputs.locate`) before anything is copied."""
     chosen: Dict[str, BuildInputs] = {}
     order = [precision] + [p for p in ("int8", "fp16") if p != precision and p in target.precisions]
+    if not os.path.isdir(onnx_dir):
+        order = [precision]
+        notes.append("only %s: the bundle holds exactly the file given with --onnx" % os.path.basename(onnx_dir))
     for p in order:
         try:
             inputs = locate(onnx_dir, target, p, calib_cache, dla_core=dla_core)
@@ -228,10 +233,15 @@ def write_bundle(onnx_dir: str, target: Target, out_root: str, precision: str, r
         if eval_options is not None and eval_options.images:
             from engines.eval_set import write_eval_set
 
-            source = fp32.onnx_path if fp32 else os.path.join(onnx_dir, "model.onnx")
-            result = write_eval_set(tmp, source, mf.read(source, expect_kind="onnx"), eval_options.images,
-                                    eval_options.count, eval_options.seed, eval_options.deepstream_check)
-            text.eval_set, text.deepstream = result.record, result.nvinfer
+            source = fp32.onnx_path if fp32 else (first.onnx_path if m.kind == "onnx" else
+                                                  mf.parent_path(m, first.onnx_path))
+            if source is None:
+                notes.append("no verification set: the FP32 model %s was made from is not beside it"
+                             % os.path.basename(first.onnx_path))
+            else:
+                result = write_eval_set(tmp, source, mf.read(source, expect_kind="onnx"), eval_options.images,
+                                        eval_options.count, eval_options.seed, eval_options.deepstream_check)
+                text.eval_set, text.deepstream = result.record, result.nvinfer
         calib_rel = "model/%s" % os.path.basename(calib.path) if calib else None
         chw = [3] + [int(v) for v in m.preprocessing["input_size"]]
         text.commands = _trtexec_lines(text, chw, calib_rel)

@@ -74,13 +74,14 @@ def cmd_build(args: argparse.Namespace) -> int:
         raise Unsupported("cannot build %s here: %s" % (target.name, reason))
     from engines.bundle import EvalOptions, write_bundle
     from engines.deploy_files import copy_hint
+    from pipeline.publish import RunLock
 
-    onnx_dir = onnx if os.path.isdir(onnx) else os.path.dirname(os.path.abspath(onnx))
     evals = None if args.no_eval_set else EvalOptions(images=args.eval_images or _default_eval_images(),
                                                      count=args.eval_count, seed=args.eval_seed,
                                                      deepstream_check=not args.no_deepstream_check)
-    result = write_bundle(onnx_dir, target, args.out, precision, reason, calib_cache=args.calib_cache,
-                          dla_core=dla_core, eval_options=evals)
+    with RunLock(os.path.join(args.out, "bundle"), "build --target %s (bundle)" % target.name):
+        result = write_bundle(onnx, target, args.out, precision, reason, calib_cache=args.calib_cache,
+                              dla_core=dla_core, eval_options=evals)
     rel = _shown(result.path)
     stage = result.manifest.stage
     extras = ["verify_on_device.sh with %d images and the host's FP32 logits" % stage["eval_set"]["count"]] \

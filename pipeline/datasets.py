@@ -7,14 +7,24 @@ Layouts, detected in this order:
   id); the index comes from the model's ``label_names``, never from sorted folder order;
 - flat: ``root/<wnid>_<anything>.JPEG`` (label parsed from the prefix), else unlabeled (-1).
 
-Unreadable or truncated images are counted and reported (``skipped``) or, with ``strict``,
-fail the run with the file named; a bad file never crashes a run halfway.
+Every image is read by :func:`load_image`, the one loader (bench, calibrate, export parity, the
+runtime's file helper): decode with Pillow, then apply the EXIF orientation, as ``cv2.imread``
+and most viewers do, so a photo taken sideways reaches the network upright on every path.
+GIFs give their first frame.
+
+Unreadable or truncated images are counted once each and reported (``skipped``) or, with
+``strict``, fail the run with the file named; a bad file never crashes a run halfway.
+
+An image set is identified by its content (:meth:`ImageFolder.fingerprint`: relative path,
+label and sha256 of every file), with the file hashes cached by path, size, mtime, ctime and
+inode (:class:`HashCache`) so that fingerprinting 5,000 images again costs a directory scan.
 """
 import hashlib
 import os
 import random
+import sys
 from dataclasses import dataclass, field
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -22,8 +32,10 @@ from pipeline.errors import UserError
 from pipeline.hashing import file_sha256  # noqa: F401  (re-exported: older imports keep working)
 from pipeline.preprocess import Preprocessing, stack
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".gif")
 UNLABELED = -1
+FINGERPRINT_METHOD = "sha256 of sorted (relative path, label, content sha256)"
+HASH_CACHE_ENV = "INCEPTION_DEPLOY_CACHE"
 
 
 @dataclass(frozen=True)
@@ -59,27 +71,53 @@ class ImageFolder:
     def subset(self, samples: Sequence[Sample]) -> "ImageFolder":
         return ImageFolder(self.root, list(samples), self.layout, [], self.strict)
 
+    def content_sha256(self, progress: Optional[str] = None) -> List[str]:
+        """sha256 of every sample's file, in sample order (cached: :class:`HashCache`)."""
+        return hash_cache().sha256_many([s.path for s in self.samples], progress)
+
     def fingerprint(self) -> str:
-        """sha256 over the sorted relative paths and labels: identifies the image *set*."""
+        """Identifies the image *set* by content: sha256 over the sorted (relative path, label, file sha256).
+
+        Other pictures under the same file names give another fingerprint (:data:`FINGERPRINT_METHOD`)."""
+        digests = dict(zip((s.path for s in self.samples), self.content_sha256()))
         h = hashlib.sha256()
         for s in sorted(self.samples, key=lambda s: s.path):
-            h.update(("%s\t%d\n" % (os.path.relpath(s.path, self.root), s.label)).encode())
+            h.update(("%s\t%d\t%s\n" % (os.path.relpath(s.path, self.root), s.label, digests[s.path])).encode())
         return h.hexdigest()
 
     def load(self, sample: Sample) -> Optional[object]:
-        """The decoded PIL image, or None (recorded in ``skipped``) if the file is unreadable."""
-        from PIL import Image
-
+        """The decoded PIL image (:func:`load_image`), or None (recorded once in ``skipped``) if unreadable."""
         try:
-            with Image.open(sample.path) as img:
-                img.load()
-                return img.copy()
-        except (OSError, ValueError, Image.DecompressionBombError) as e:
+            return load_image(sample.path)
+        except UserError as e:
             if self.strict:
-                raise UserError(f"unreadable image {sample.path}: {e} (remove it, or run without --strict "
-                                "to skip and count such files)") from None
-            self.skipped.append((sample.path, str(e).splitlines()[0] if str(e) else type(e).__name__))
+                raise UserError(f"{e} (remove it, or run without --strict to skip and count such files)") from None
+            if not any(path == sample.path for path, _ in self.skipped):
+                self.skipped.append((sample.path, str(e).split(": ", 1)[-1]))
             return None
+
+    def readable(self, progress: Optional[str] = None) -> "ImageFolder":
+        """This folder without the samples that do not decode (each recorded in ``skipped``).
+
+        JPEGs are decoded at reduced scale (``draft``), which still reads every byte and so
+        still catches truncated files, at a fraction of the full decode's cost."""
+        from pipeline.progress import Progress
+
+        bar = Progress(len(self.samples), progress, unit="img") if progress else None
+        keep = []
+        for sample in self.samples:
+            try:
+                load_image(sample.path, draft=True)
+                keep.append(sample)
+            except UserError as e:
+                if self.strict:
+                    raise
+                self.skipped.append((sample.path, str(e).split(": ", 1)[-1]))
+            if bar:
+                bar.update(1)
+        if bar:
+            bar.close(f"{len(self.skipped)} unreadable" if self.skipped else "")
+        return ImageFolder(self.root, keep, self.layout, list(self.skipped), self.strict)
 
     def batches(self, preprocessing: Preprocessing, batch_size: int = 64,
                 progress: Optional[str] = None) -> Iterator[Batch]:
@@ -109,6 +147,124 @@ class ImageFolder:
 
     def skipped_report(self) -> Dict[str, object]:
         return {"count": len(self.skipped), "files": [{"path": p, "reason": r} for p, r in self.skipped[:50]]}
+
+
+def load_image(path: str, draft: bool = False) -> Any:
+    """Decode ``path`` with Pillow and apply its EXIF orientation (as ``cv2.imread`` does); a PIL image.
+
+    An unreadable, truncated or oversized file is a UserError naming it. ``draft`` lets JPEGs
+    decode at reduced scale (a readability check, not for preprocessing)."""
+    from PIL import Image, ImageOps
+
+    try:
+        with Image.open(path) as img:
+            if draft and img.format == "JPEG":
+                img.draft("RGB", (max(1, img.width // 8), max(1, img.height // 8)))
+            img.load()
+            try:
+                return ImageOps.exif_transpose(img)
+            except Exception:  # a malformed EXIF block: keep the pixels as stored, as cv2 does
+                return img.copy()
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+        raise UserError(f"unreadable image {path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+
+
+class HashCache:
+    """sha256 of files, keyed by (real path, size, mtime_ns, ctime_ns, inode).
+
+    Kept in memory, and in ``<cache folder>/file-sha256.sqlite`` (``$INCEPTION_DEPLOY_CACHE``,
+    else ``$XDG_CACHE_HOME/inception-deploy`` or ``~/.cache/inception-deploy``) shared by runs;
+    where that cannot be written, in memory only. ctime and inode are in the key because
+    ``touch -d`` and ``cp -p`` can restore a modified file's mtime but not its ctime.
+    """
+
+    def __init__(self, folder: Optional[str] = None) -> None:
+        self.memory: Dict[Tuple[Any, ...], str] = {}
+        self.db: Any = None
+        folder = folder or os.environ.get(HASH_CACHE_ENV) or os.path.join(
+            os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "inception-deploy")
+        try:
+            import sqlite3
+
+            os.makedirs(folder, exist_ok=True)
+            self.db = sqlite3.connect(os.path.join(folder, "file-sha256.sqlite"), timeout=10)
+            self.db.execute("CREATE TABLE IF NOT EXISTS file_hashes (path TEXT PRIMARY KEY, stat TEXT NOT NULL, "
+                            "sha256 TEXT NOT NULL)")       # one row per file: a changed file replaces its row
+        except Exception:  # no sqlite3, read-only home, locked or corrupt file: a cache is optional
+            self.db = None
+
+    @staticmethod
+    def key(path: str) -> Tuple[Any, ...]:
+        try:
+            st = os.stat(path)
+        except OSError as e:
+            raise UserError(f"cannot read {path}: {e.strerror}") from None
+        return (os.path.realpath(path), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+
+    def sha256(self, path: str) -> str:
+        return self.sha256_many([path])[0]
+
+    def sha256_many(self, paths: Sequence[str], progress: Optional[str] = None) -> List[str]:
+        keys = [self.key(p) for p in paths]
+        stored = self._lookup([k for k in keys if k not in self.memory])
+        fresh: Dict[Tuple[Any, ...], str] = {}
+        todo = [(p, k) for p, k in zip(paths, keys) if k not in self.memory and k not in stored]
+        bar = None
+        if progress and len(todo) > 500:
+            from pipeline.progress import Progress
+            bar = Progress(len(todo), progress, unit="file")
+        for path, key in todo:
+            try:
+                fresh[key] = file_sha256(path)
+            except OSError as e:
+                raise UserError(f"cannot read {path}: {e.strerror}") from None
+            if bar:
+                bar.update(1)
+        if bar:
+            bar.close()
+        self.memory.update(stored)
+        self.memory.update(fresh)
+        self._store(fresh)
+        return [self.memory[k] for k in keys]
+
+    def _lookup(self, keys: Iterable[Tuple[Any, ...]]) -> Dict[Tuple[Any, ...], str]:
+        found: Dict[Tuple[Any, ...], str] = {}
+        if self.db is None:
+            return found
+        try:
+            for key in keys:
+                row = self.db.execute("SELECT stat, sha256 FROM file_hashes WHERE path = ?", (key[0],)).fetchone()
+                if row and row[0] == repr(key[1:]):
+                    found[key] = row[1]
+        except Exception:
+            self.db = None
+        return found
+
+    def _store(self, fresh: Dict[Tuple[Any, ...], str]) -> None:
+        if self.db is None or not fresh:
+            return
+        try:
+            with self.db:
+                self.db.executemany("INSERT OR REPLACE INTO file_hashes (path, stat, sha256) VALUES (?, ?, ?)",
+                                    [(k[0], repr(k[1:]), v) for k, v in fresh.items()])
+        except Exception as e:  # e.g. a read-only or full disk: keep going without the shared cache
+            print(f"note: file-hash cache not updated ({e})", file=sys.stderr)
+            self.db = None
+
+
+_HASH_CACHE: List[HashCache] = []
+
+
+def hash_cache() -> HashCache:
+    """The process's :class:`HashCache` (opened on first use)."""
+    if not _HASH_CACHE:
+        _HASH_CACHE.append(HashCache())
+    return _HASH_CACHE[0]
+
+
+def cached_sha256(path: str) -> str:
+    """sha256 of a file, through the process's :class:`HashCache`."""
+    return hash_cache().sha256(path)
 
 
 def _is_image(name: str) -> bool:

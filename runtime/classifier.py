@@ -21,6 +21,7 @@ from typing import Any, List, Optional, Sequence
 
 import numpy as np
 
+from pipeline import lineage
 from pipeline import manifest as mf
 from pipeline.errors import UserError
 from pipeline.labels import display_name
@@ -76,14 +77,12 @@ class Classifier:
 
         ``providers`` / ``threads``: ONNX Runtime options; ``cuda_graph`` / ``device`` / ``dla_core`` (the
         DLA core a DLA engine runs on): TensorRT options. Threads share one deserialized engine.
-        Raises UserError for a missing or mismatched manifest, Unsupported where TensorRT is absent.
+        Raises UserError for a missing or mismatched manifest or a broken lineage link
+        (:func:`pipeline.lineage.check`), Unsupported where TensorRT is absent.
         """
         kind = artifact_type(path)
-        manifest = mf.read(path, expect_kind="engine" if kind == "engine" else "onnx*")
+        manifest = lineage.check(path, expect_kind="engine" if kind == "engine" else "onnx*")
         preprocessing = Preprocessing.from_dict(manifest.preprocessing)
-        if len(manifest.model.label_names) != manifest.model.num_classes:
-            raise UserError("%s lists %d label names for %d classes; regenerate the manifest"
-                            % (mf.sidecar(path), len(manifest.model.label_names), manifest.model.num_classes))
         clf = cls(path, manifest, preprocessing,
                   {"providers": providers, "threads": threads, "cuda_graph": cuda_graph, "device": device,
                    "dla_core": dla_core})
@@ -162,6 +161,16 @@ class Classifier:
             except ValueError as e:
                 raise ValueError("frame %d: %s" % (i, e)) from None
         return self.predictions(backend.infer(np.stack(batch)), top_k)
+
+    def classify_file(self, path: str, top_k: int = 5) -> List[Prediction]:
+        """:meth:`classify` for an image file, read by the project's one loader
+        (:func:`pipeline.datasets.load_image`: EXIF orientation applied, as ``cv2.imread`` does)
+        and preprocessed exactly as bench and calibrate do. UserError for an unreadable file."""
+        from pipeline.datasets import load_image
+
+        self._check_top_k(top_k)
+        x = self.preprocessing.image(load_image(path))
+        return self.predictions(self._backend().infer(x[None]), top_k)[0]
 
     def logits(self, batch: np.ndarray) -> np.ndarray:
         """Raw (N, C) logits for an already preprocessed (N, 3, H, W) float32 batch."""

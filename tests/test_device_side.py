@@ -9,7 +9,7 @@ from pipeline import paths
 
 FORBIDDEN = ("torch", "timm", "modelopt", "torchvision")
 DEVICE_PIPELINE = ["errors", "atomic", "labels", "preprocess", "datasets", "manifest", "progress", "paths",
-                   "summary", "__init__"]
+                   "summary", "lineage", "publish", "__init__"]
 
 
 def device_files():

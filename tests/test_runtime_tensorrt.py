@@ -416,7 +416,7 @@ def write_engine(folder: str, name: str = "model.engine", flavour: str = "tensor
                     stage={"summary": "fake engine", "precision": "fp32", "target": "fake",
                            "tensorrt": {"flavour": flavour, "version": version or FAKE_VERSIONS[flavour]},
                            "device": device},
-                    parent={"file": onnx_path, "sha256": "0" * 64, "kind": "onnx"})
+                    parent={"file": onnx_path, "sha256": mf.file_sha256(onnx_path), "kind": "onnx"})
     mf.write(m, path)
     return path
 
