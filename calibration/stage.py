@@ -25,7 +25,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from calibration import cache as trt_cache
+from pipeline import trt_cache
 from calibration import data as cdata
 from calibration import methods as cmethods
 from calibration import qdq

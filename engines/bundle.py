@@ -34,7 +34,7 @@ from pipeline.errors import UserError
 from pipeline.hashing import file_sha256
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ROOT_PACKAGES = ("engines", "pipeline", "runtime", "benchmarks", "calibration")   # calibration: cache.py only
+ROOT_PACKAGES = ("engines", "pipeline", "runtime", "benchmarks")
 SUMS = "SHA256SUMS"
 # What the device runs: the builder (standard library + TensorRT) ...
 BUILDER_ROOTS = ("engines/__main__.py", "engines/cli.py", "engines/builder.py", "engines/host.py",

@@ -21,8 +21,9 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
 
 from pipeline import manifest as mf
-from pipeline.datasets import cached_sha256
 from pipeline.errors import UserError
+from pipeline.hashing import cached_sha256
+from pipeline.trt_cache import read_cache_with_header
 
 
 @dataclass
@@ -98,7 +99,6 @@ def linked_calibration(int8_path: str, m: mf.Manifest) -> Optional[CacheCheck]:
 def check_cache(cache: str, fp32_sha256: Optional[str] = None, require_manifest: bool = False) -> CacheCheck:
     """A TensorRT calibration cache: it parses, matches its calibration manifest (when it has one,
     required with ``require_manifest``) and was calibrated on the FP32 ONNX ``fp32_sha256``."""
-    from calibration.cache import read_cache_with_header
 
     if not os.path.isfile(cache):
         raise UserError("calibration cache not found: %s (run make calibrate first)" % cache)

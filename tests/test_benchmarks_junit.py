@@ -9,6 +9,7 @@ import xmlschema
 
 from benchmarks import gate
 from pipeline import paths
+from pipeline.datasets import FINGERPRINT_METHOD
 
 JENKINS_XSD = os.path.join(paths.REPO_ROOT, ".venv", "test-refs", "junit-10.xsd")
 ANT_TIMESTAMP = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}$")
@@ -20,10 +21,12 @@ def _row(rid, top1, drift=None, latency=None):
 
 
 def _report_and_baseline():
-    ident = {"model": {"weights_sha256": "a" * 64, "name": "m"}, "images": {"fingerprint": "f" * 64, "count": 100},
+    ident = {"model": {"weights_sha256": "a" * 64, "name": "m"},
+             "images": {"fingerprint": "f" * 64, "count": 100, "fingerprint_method": FINGERPRINT_METHOD},
              "preprocessing": {"sha256": "p" * 64}}
     drift = {"top1_drop": 0.2, "top5_drop": 0.1, "mcnemar_p": 0.5}
-    report = {"identity": ident, "rows": [_row("fp32/onnxruntime", 40.0), _row("int8/onnxruntime", 39.8, drift)],
+    report = {"identity": ident, "calibration_overlap": {"images": 0},
+              "rows": [_row("fp32/onnxruntime", 40.0), _row("int8/onnxruntime", 39.8, drift)],
               "skipped": [{"id": "int8/tensorrt:jetson-orin", "artifact": "model.engine",
                            "reason": "cannot run TensorRT engine model.engine: no usable NVIDIA driver/GPU here"}]}
     baseline = {"identity": ident, "limits": dict(gate.DEFAULT_LIMITS),

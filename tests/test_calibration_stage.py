@@ -11,7 +11,7 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from calibration import cache as trt_cache
+from pipeline import trt_cache
 from calibration import data as cdata
 from calibration import methods, qdq, stage
 from calibration.stats import ActivationStats

@@ -140,7 +140,7 @@ def test_an_unreadable_file_is_counted_once_however_often_it_is_read(tmp_path, p
 
 # -- the image set's fingerprint is its content ---------------------------------------------------------
 def test_fingerprint_changes_with_content_under_the_same_names(tmp_path, photos_dir):
-    from pipeline.datasets import HashCache
+    from pipeline.hashing import HashCache
 
     names = sorted(os.listdir(photos_dir))
     a, b = tmp_path / "a", tmp_path / "b"

@@ -25,11 +25,17 @@ REFS = os.path.join(paths.REPO_ROOT, ".venv", "test-refs")
 
 
 def _renamed_copy(src: str, dest: str, name: str) -> str:
+    """A copy of an export + calibrate folder whose model is called ``name``; calibration manifests are
+    rewritten first and the INT8 model's link to them re-pointed, as a calibrate run would write them."""
     shutil.copytree(src, dest)
-    for side in glob.glob(os.path.join(dest, "*.json")):
+    sides = sorted(glob.glob(os.path.join(dest, "*.json")), key=lambda p: not p.endswith(".cache.json"))
+    for side in sides:
         artifact = side[:-len(".json")]
         m = mf.read(artifact, verify=False)
         m.model.name = name
+        link = m.stage.get("calibration_manifest")
+        if link:
+            link["sha256"] = mf.file_sha256(os.path.join(dest, link["file"]))
         mf.write(m, artifact)
     return dest
 
