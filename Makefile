@@ -7,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 CLI    := $(BIN)/inception-deploy
-DATA   ?= ../shared/data
+DATA   ?= $(or $(INCEPTION_DEPLOY_DATA),../shared/data)
 CALIB_IMAGES ?= $(DATA)/tiny-imagenet-200/calib
 VAL_IMAGES   ?= $(DATA)/tiny-imagenet-200/val
 # Default model: the reference Inception-v4 once committed, else the trained test model.
@@ -35,6 +35,8 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -m pip install -q -e ".[build,runtime,dev]" > $(VENV)/install.log 2>&1 \
 	  || { tail -n 30 $(VENV)/install.log; echo "error: dependency install failed (full log: $(VENV)/install.log)"; exit 2; }
+	@$(BIN)/python tools/fetch_test_refs.py --dest $(VENV)/test-refs >> $(VENV)/install.log 2>&1 \
+	  || { tail -n 5 $(VENV)/install.log; echo "error: fetching the tests' reference schemas failed (tools/fetch_test_refs.py)"; exit 2; }
 	@touch $@
 	@echo "set-up done"
 
@@ -75,8 +77,29 @@ calibrate: $(STAMP) $(INT8_ONNX) $(FP16_ONNX)
 ENGINE_ARGS ?=
 ENGINE_DEPS := $(if $(filter fp32,$(PRECISION)),$(ONNX),$(INT8_ONNX) $(FP16_ONNX))
 
+# On a Jetson (L4T release from /etc/nv_tegra_release: R35 = JetPack 5, R36 = JetPack 6), `make engine` builds
+# with JetPack's own TensorRT and needs only what building needs: a venv over the system site-packages (apt
+# TensorRT, OpenCV, numpy 1.x) with the jetpack5/jetpack6 extra, never torch, modelopt or tensorrt-rtx; the ONNX
+# files come from the host (docs/jetson.md). L4T_MAJOR= (empty) forces the host path.
+L4T_MAJOR ?= $(shell sed -n 's/^\# R\([0-9][0-9]*\).*/\1/p' /etc/nv_tegra_release 2>/dev/null)
+JETPACK_EXTRA := $(if $(L4T_MAJOR),$(if $(filter 35,$(L4T_MAJOR)),jetpack5,jetpack6),)
+DEVICE_STAMP := $(VENV)/.installed-$(JETPACK_EXTRA)
+
+ifneq ($(JETPACK_EXTRA),)
+$(DEVICE_STAMP): pyproject.toml
+	@echo "setting up $(VENV) on this Jetson (L4T R$(L4T_MAJOR): .[$(JETPACK_EXTRA)] over the system TensorRT) ..."
+	@test -x $(BIN)/python || $(PYTHON) -m venv --system-site-packages $(VENV)
+	@$(BIN)/python -m pip install -q -e ".[$(JETPACK_EXTRA)]" > $(VENV)/install.log 2>&1 \
+	  || { tail -n 30 $(VENV)/install.log; echo "error: dependency install failed (full log: $(VENV)/install.log)"; exit 2; }
+	@touch $@
+
+engine: $(DEVICE_STAMP)
+	@test -f $(OUT)/onnx/model.onnx || { echo "error: $(OUT)/onnx/model.onnx not found: on a Jetson, copy the host's $(OUT)/onnx folder here (make export calibrate runs on the host)"; exit 2; }
+	$(CLI) build --onnx-dir $(OUT)/onnx --target $(TARGET) --precision $(PRECISION) --out $(OUT) --no-bundle $(ENGINE_ARGS)
+else
 engine: $(STAMP) $(ENGINE_DEPS)
 	$(CLI) build --onnx-dir $(OUT)/onnx --target $(TARGET) --precision $(PRECISION) --out $(OUT) $(ENGINE_ARGS)
+endif
 
 targets: $(STAMP)
 	@$(CLI) targets

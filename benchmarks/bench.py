@@ -4,8 +4,10 @@ against the reference, latency per batch size. Produces the report dict that
 
 Images are decoded and preprocessed once (the manifest's preprocessing, the shared reader) and
 every runner sees the same tensor, so drift measures the runners, not the input pipeline. The
-report identifies what was measured by the source weights' hash, the image list's fingerprint and
-the preprocessing's hash (never by ONNX bytes, which change with library versions).
+report identifies what was measured by the source weights' hash, the image set's content
+fingerprint and the preprocessing's hash (never by ONNX bytes, which change with library versions).
+Images the model was calibrated on (listed by its calibration manifest) are named loudly and
+recorded under ``calibration_overlap``; the gate fails such a report.
 """
 import hashlib
 import json
@@ -23,7 +25,7 @@ from benchmarks.environment import environment
 from benchmarks.latency import LatencyResult, Stats, TimingPolicy, WarmupPolicy, measure
 from benchmarks.runners.factory import Candidate, open_runner
 from pipeline import manifest as mf
-from pipeline.datasets import ImageFolder, open_image_folder, select
+from pipeline.datasets import FINGERPRINT_METHOD, ImageFolder, open_image_folder, select
 from pipeline.errors import Unsupported, UserError
 from pipeline.preprocess import Preprocessing, stack
 from pipeline.progress import Progress
@@ -70,6 +72,29 @@ class Missing:
     reason: str
 
 
+@dataclass
+class RecordedReference:
+    """Reference logits computed elsewhere (the host's FP32 model on a deploy bundle's images), keyed
+    by image path relative to the image folder: the reference of a verification on the device."""
+
+    id: str                              # row id, e.g. "fp32/onnxruntime:host"
+    precision: str
+    backend: str
+    logits: Dict[str, np.ndarray]        # relative path -> logits row
+    artifact: Dict[str, Any]             # what produced them (file, sha256)
+    details: Dict[str, Any]              # how (runner, versions, where)
+
+    def rows(self, paths: Sequence[str], root: str) -> np.ndarray:
+        out = []
+        for p in paths:
+            rel = os.path.relpath(p, root).replace(os.sep, "/")
+            if rel not in self.logits:
+                raise UserError(f"no recorded reference logits for {rel}: the image folder is not the one the reference "
+                                "was computed on")
+            out.append(self.logits[rel])
+        return np.stack(out).astype(np.float32)
+
+
 def preprocessing_sha256(pre: Dict[str, Any]) -> str:
     """Hash of what the preprocessing *does* (the descriptive ``steps`` text is left out)."""
     data = {k: v for k, v in pre.items() if k != "steps"}
@@ -91,9 +116,34 @@ def identity(m: mf.Manifest, ds: ImageFolder, selection: Selection) -> Dict[str,
         "model": {"name": m.model.name, "architecture": m.model.architecture, "source": m.model.source,
                   "weights_sha256": m.model.weights_sha256, "num_classes": m.model.num_classes},
         "images": {"root": os.path.abspath(ds.root), "count": len(ds), "fingerprint": ds.fingerprint(),
+                   "fingerprint_method": FINGERPRINT_METHOD,
                    "selection": {"count": selection.count, "seed": selection.seed, "layout": ds.layout}},
         "preprocessing": {"sha256": preprocessing_sha256(m.preprocessing), "description": m.preprocessing},
     }
+
+
+def calibration_overlap(candidates: Sequence[Candidate], ds: ImageFolder, m: mf.Manifest) -> Dict[str, Any]:
+    """Which of the images the model was calibrated on (by content, against every calibration
+    manifest of the same weights beside the artifacts or their parents); warned about loudly."""
+    from pipeline.lineage import calibration_manifests
+
+    paths = [c.path for c in candidates if c.manifest is not None and c.backend != "pytorch"]
+    manifests = calibration_manifests(paths, m.model.weights_sha256)
+    calib = {}
+    for side, cal in manifests.items():
+        for f in cal.stage.get("files") or []:
+            if isinstance(f, dict) and f.get("sha256"):
+                calib[f["sha256"]] = side
+    hits = [(s.path, calib[d]) for s, d in zip(ds.samples, ds.content_sha256()) if d in calib]
+    record: Dict[str, Any] = {"images": len(hits), "of": len(ds),
+                              "calibration_manifests": sorted(os.path.relpath(p) for p in manifests),
+                              "examples": [os.path.relpath(p) for p, _ in hits[:5]]}
+    if hits:
+        print(f"WARNING: {len(hits)} of the {len(ds)} images are calibration images of this model (listed in "
+              f"{os.path.relpath(hits[0][1])}, e.g. {os.path.relpath(hits[0][0])}): accuracy and drift measured on "
+              "them are optimistic, and the gate fails this report. Measure on images the model was not "
+              "calibrated on (the shared val/ split, not calib/).", file=sys.stderr)
+    return record
 
 
 def check_same_model(candidates: Sequence[Candidate]) -> mf.Manifest:
@@ -142,18 +192,27 @@ def _latency_batch(pool: np.ndarray, n: int) -> np.ndarray:
 
 
 def _file_batch_maker(ds: ImageFolder, pre: Preprocessing, n: int) -> Callable[[], np.ndarray]:
-    """Each call decodes and preprocesses the next ``n`` files (what a camera/file app pays)."""
+    """Each call decodes and preprocesses the next ``n`` files (what a camera/file app pays); files
+    already found unreadable are left out (each is counted once, in the accuracy pass)."""
     state = {"i": 0}
-    samples = ds.samples
+    unreadable = {path for path, _ in ds.skipped}
+    samples = [s for s in ds.samples if s.path not in unreadable]
+    if not samples:
+        raise UserError(f"no readable images in {ds.root} to time with preprocessing")
 
     def prepare() -> np.ndarray:
         images = []
+        misses = 0
         while len(images) < n:
             s = samples[state["i"] % len(samples)]
             state["i"] += 1
             img = ds.load(s)
             if img is not None:
                 images.append(pre.image(img))
+            else:
+                misses += 1
+                if misses >= len(samples):
+                    raise UserError(f"the images in {ds.root} stopped being readable while timing")
         return stack(images)
     return prepare
 
@@ -184,8 +243,10 @@ def measure_preprocessing(ds: ImageFolder, pre: Preprocessing, count: int) -> Di
 
 def run_bench(candidates: Sequence[Candidate], selection: Selection, settings: BenchSettings,
               reference: Optional[Candidate] = None, missing: Sequence[Missing] = (),
-              skip_unsupported: bool = True, command: str = "bench") -> Dict[str, Any]:
-    """Measure ``candidates`` (``reference`` first: the one drift is measured against).
+              skip_unsupported: bool = True, command: str = "bench",
+              recorded: Optional[RecordedReference] = None) -> Dict[str, Any]:
+    """Measure ``candidates`` (``reference`` first: the one drift is measured against; or
+    ``recorded``, logits recorded elsewhere for the same images, which then is the reference).
 
     Candidates whose runner cannot run here (:class:`Unsupported`) are listed under ``skipped``
     with the reason when ``skip_unsupported``; otherwise the error propagates (``verify``).
@@ -199,6 +260,7 @@ def run_bench(candidates: Sequence[Candidate], selection: Selection, settings: B
     pre = m.preprocessing_obj()
     ds = open_images(selection, m.model.label_names)
     ident = identity(m, ds, selection)
+    overlap = calibration_overlap(ordered, ds, m)
     sizes = sorted({int(b) for b in settings.batch_sizes})
     if not sizes or sizes[0] < 1:
         raise UserError(f"batch sizes must be positive integers, got {list(settings.batch_sizes)}")
@@ -226,6 +288,8 @@ def run_bench(candidates: Sequence[Candidate], selection: Selection, settings: B
 
         # -- accuracy: one pass over the images, every runner on the same batch --------------------
         logits: Dict[str, List[np.ndarray]] = {c.id: [] for c, _, _ in runners}
+        if recorded is not None:
+            logits[recorded.id] = []
         labels: List[np.ndarray] = []
         pool: List[np.ndarray] = []
         pooled = 0
@@ -233,6 +297,8 @@ def run_bench(candidates: Sequence[Candidate], selection: Selection, settings: B
         label = f"accuracy ({len(runners)} runner{'s' if len(runners) > 1 else ''})"
         for batch in ds.batches(pre, settings.accuracy_batch, progress=label):
             labels.append(batch.labels)
+            if recorded is not None:
+                logits[recorded.id].append(recorded.rows(batch.paths, ds.root))
             if pooled < sizes[-1]:
                 pool.append(batch.images)
                 pooled += batch.images.shape[0]
@@ -244,7 +310,7 @@ def run_bench(candidates: Sequence[Candidate], selection: Selection, settings: B
             raise UserError(f"no readable images in {selection.root} ({len(ds.skipped)} unreadable)")
         y = np.concatenate(labels)
         outs = {k: np.concatenate(v) for k, v in logits.items()}
-        base_id = runners[0][0].id
+        base_id = recorded.id if recorded is not None else runners[0][0].id
         names = _label_text(m)
 
         # -- latency per batch size ----------------------------------------------------------------
@@ -269,7 +335,7 @@ def run_bench(candidates: Sequence[Candidate], selection: Selection, settings: B
                                                  on_iteration=lambda: bar.update(1)))
             bar.close()
 
-        rows = []
+        rows = [_recorded_row(recorded, outs[recorded.id], y)] if recorded is not None else []
         for c, runner, load_s in runners:
             is_base = c.id == base_id
             drift = None if is_base else acc.compare(outs[c.id], outs[base_id], y, names).to_dict()
@@ -305,6 +371,7 @@ def run_bench(candidates: Sequence[Candidate], selection: Selection, settings: B
         "missing": [asdict(x) for x in missing],
         "skipped": skipped,
         "images_unreadable": ds.skipped_report(),
+        "calibration_overlap": overlap,
         "preprocessing_cost": measure_preprocessing(ds, pre, settings.preprocessing_images)
         if settings.with_preprocessing else None,
         "host_load": {"start": load_start, "end": _load_average()},
@@ -312,6 +379,14 @@ def run_bench(candidates: Sequence[Candidate], selection: Selection, settings: B
     }
     report["elapsed_s"] = round(time.perf_counter() - t_start, 2)
     return report
+
+
+def _recorded_row(recorded: RecordedReference, logits: np.ndarray, y: np.ndarray) -> Dict[str, Any]:
+    """The report row of recorded reference logits: accuracy only (no runner ran here, no latency)."""
+    return {"id": recorded.id, "precision": recorded.precision, "backend": recorded.backend, "runner": "recorded",
+            "reference": True, "artifact": recorded.artifact, "runner_details": recorded.details, "load_s": 0.0,
+            "accuracy": acc.accuracy(logits, y).to_dict(), "accuracy_pass_s": 0.0, "drift": None, "latency": [],
+            "notes": ["logits recorded elsewhere (%s); no latency measured here" % recorded.details.get("where", "?")]}
 
 
 def _load_average() -> Optional[float]:

@@ -81,6 +81,28 @@ def gpus() -> List[Dict[str, str]]:
     return [dict(zip(keys, (v.strip() for v in line.split(",")))) for line in text.splitlines() if line.strip()]
 
 
+def devfreq_clocks(root: str = "/") -> Dict[str, Dict[str, int]]:
+    """Current/min/max clock (Hz) of every devfreq device (on a Jetson: the GPU, e.g. ``17000000.ga10b``
+    on Orin, and the DLA/NVENC engines where exposed), from ``/sys/class/devfreq``; empty where absent."""
+    base = os.path.join(root, "sys", "class", "devfreq")
+    clocks: Dict[str, Dict[str, int]] = {}
+    try:
+        names = sorted(os.listdir(base))
+    except OSError:
+        return clocks
+    for name in names:
+        record = {}
+        for key in ("cur_freq", "min_freq", "max_freq"):
+            try:
+                with open(os.path.join(base, name, key), encoding="utf-8") as f:
+                    record[key + "_hz"] = int(f.read().strip())
+            except (OSError, ValueError):
+                continue
+        if record:
+            clocks[name] = record
+    return clocks
+
+
 def jetson() -> Optional[Dict[str, Any]]:
     """L4T release and power mode on a Jetson (None elsewhere)."""
     release = None
@@ -103,6 +125,7 @@ def jetson() -> Optional[Dict[str, Any]]:
         record["nvpmodel"] = " ".join(line.strip() for line in mode.splitlines() if line.strip())
     else:
         record["nvpmodel"] = "unreadable (nvpmodel -q needs the nvpmodel tool; run as a user that may query it)"
+    record["clocks"] = devfreq_clocks() or "unreadable (no /sys/class/devfreq entries)"
     return record
 
 

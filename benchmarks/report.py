@@ -1,7 +1,8 @@
 """Write a bench/verify report three ways: ``report.json`` (everything, versioned schema, with a
 ``report`` manifest so ``inception-deploy summary`` shows it), ``report.md`` (one screen: precision
 x runner x batch -> latency, throughput, accuracy, drift) and ``report.html`` (the same table, the
-plots as PNG files beside it, the worst classes and the environment).
+plots as PNG files beside it, the worst classes and the environment). The files of one report are
+published together (:mod:`pipeline.publish`), ``report.json`` last.
 """
 import html
 import json
@@ -9,8 +10,8 @@ import os
 from typing import Any, Dict, List, Optional, Tuple
 
 from benchmarks.environment import one_line
-from pipeline import atomic
 from pipeline import manifest as mf
+from pipeline import publish
 from pipeline.errors import UserError
 
 COLUMNS = ("precision", "runner", "batch", "p50 ms", "p99 ms", "img/s", "top-1 %", "top-5 %",
@@ -78,6 +79,11 @@ def _short(path: str) -> str:
 def notes(report: Dict[str, Any]) -> List[str]:
     """The lines under the table: missing/skipped artifacts, worst classes, unreadable images."""
     out = []
+    overlap = report.get("calibration_overlap") or {}
+    if overlap.get("images"):
+        out.append(f"CALIBRATION IMAGES: {overlap['images']} of the {overlap.get('of')} images were used to calibrate "
+                   f"this model ({', '.join(overlap.get('calibration_manifests') or [])}); its figures are "
+                   "optimistic and the gate fails this report")
     for m in report.get("missing", []):
         out.append(f"missing {m['kind']}: {m['reason']}")
     for s in report.get("skipped", []):
@@ -186,23 +192,31 @@ def summary_line(report: Dict[str, Any]) -> str:
 
 def write_reports(report: Dict[str, Any], folder: str, parent: Optional[mf.Manifest],
                   parent_path: Optional[str]) -> Dict[str, str]:
-    """Write report.json (+ manifest), report.md, plots and report.html into ``folder``."""
-    os.makedirs(folder, exist_ok=True)
-    paths = {"json": os.path.join(folder, "report.json"), "md": os.path.join(folder, "report.md"),
-             "html": os.path.join(folder, "report.html")}
-    atomic.write_json(paths["json"], report)
-    if parent is not None and parent_path is not None:
-        m = mf.derive(parent, parent_path, "report", stage={
-            "name": report["command"], "summary": summary_line(report), "report_schema": report["schema"],
-            "markdown": os.path.basename(paths["md"]), "html": os.path.basename(paths["html"])})
-        mf.write(m, paths["json"])
-    atomic.write_text(paths["md"], markdown(report))
+    """Write report.json (+ manifest), report.md, plots and report.html into ``folder``, together."""
     from benchmarks.plots import render
 
-    plots = render(report, folder)
-    atomic.write_text(paths["html"], html_page(report, plots, folder))
-    paths.update(plots)
+    paths = {"json": os.path.join(folder, "report.json"), "md": os.path.join(folder, "report.md"),
+             "html": os.path.join(folder, "report.html")}
+    with publish.RunLock(folder, report["command"]), publish.Publication(folder) as pub:
+        _write_text(pub.add(paths["json"]), json.dumps(report, indent=2) + "\n")
+        if parent is not None and parent_path is not None:
+            m = mf.derive(parent, parent_path, "report", artifact_path=paths["json"], stage={
+                "name": report["command"], "summary": summary_line(report), "report_schema": report["schema"],
+                "markdown": os.path.basename(paths["md"]), "html": os.path.basename(paths["html"])})
+            pub.write_manifest(m, paths["json"])
+        _write_text(pub.add(paths["md"]), markdown(report))
+        plots = render(report, pub.staging)
+        for path in plots.values():
+            pub.add(os.path.join(folder, os.path.basename(path)))
+        _write_text(pub.add(paths["html"]), html_page(report, plots, pub.staging))
+        pub.last(paths["json"])                                  # the file make tracks
+    paths.update({name: os.path.join(folder, os.path.basename(p)) for name, p in plots.items()})
     return paths
+
+
+def _write_text(path: str, text: str) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
 
 
 def load_report(path: str) -> Dict[str, Any]:

@@ -29,10 +29,17 @@ class Budget:
     def parse(cls, text: str) -> "Budget":
         values: Dict[str, float] = {}
         for part in text.split(","):
-            m = re.fullmatch(r"\s*(top1|top5)\s*=\s*(\d+(?:\.\d*)?|\.\d+)\s*", part)
-            if not m:
-                raise UserError(f"accuracy budget {text!r}: expected 'top1=0.3,top5=0.3' (allowed drop in points)")
-            values[m.group(1)] = float(m.group(2))
+            m = re.fullmatch(r"\s*(top1|top5)\s*=\s*(\S+)\s*", part)
+            try:
+                value = float(m.group(2)) if m else -1.0
+            except ValueError:
+                value = -1.0
+            if not m or not 0.0 <= value < float("inf"):
+                raise UserError(f"accuracy budget {text!r}: expected 'top1=0.3,top5=0.3' (allowed drop in points, "
+                                "numbers >= 0 such as 0.3 or 1e-3)")
+            if m.group(1) in values:
+                raise UserError(f"accuracy budget {text!r} names {m.group(1)} twice")
+            values[m.group(1)] = value
         if "top1" not in values and "top5" not in values:
             raise UserError(f"accuracy budget {text!r} names neither top1 nor top5")
         return cls(values.get("top1", float("inf")), values.get("top5", float("inf")))

@@ -14,7 +14,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from pipeline.datasets import UNLABELED, ImageFolder, Sample, file_sha256, open_image_folder, select
+from pipeline.datasets import FINGERPRINT_METHOD, UNLABELED, ImageFolder, Sample, open_image_folder, select
+from pipeline.hashing import file_sha256
 from pipeline.errors import UserError
 from pipeline.preprocess import Preprocessing
 
@@ -45,19 +46,30 @@ class ImageSet:
     def record(self) -> Dict[str, object]:
         return {"root": os.path.abspath(self.folder.root), "layout": self.folder.layout, "requested": self.requested,
                 "images": len(self), "seed": self.seed, "fingerprint": self.folder.fingerprint(),
-                "skipped": self.folder.skipped_report()}
+                "fingerprint_method": FINGERPRINT_METHOD, "skipped": self.folder.skipped_report()}
 
 
 def choose_images(root: str, label_names: Optional[Sequence[str]], count: Optional[int], seed: int,
-                  require_labels: bool = False) -> ImageSet:
-    """``count`` images (all when None) from ``root``, class-balanced and seeded, with their sha256s."""
+                  require_labels: bool = False, what: str = "images") -> ImageSet:
+    """``count`` images (all when None) from ``root``, class-balanced and seeded, with their sha256s.
+
+    Files that do not decode are left out, counted and said on the terminal: every figure and
+    manifest counts only the images that were really used."""
     folder = open_image_folder(root, label_names, require_labels=require_labels)
     if count is not None and count < 1:
         raise UserError(f"image count must be at least 1, got {count}")
     chosen = balanced_select(folder.samples, count if count is not None else len(folder), seed)
-    subset = folder.subset(chosen)
-    return ImageSet(subset, count if count is not None else len(folder), seed,
-                    [file_sha256(s.path) for s in chosen])
+    subset = folder.subset(chosen).readable()
+    warnings = []
+    if subset.skipped:
+        path, reason = subset.skipped[0]
+        message = (f"{len(subset.skipped)} of the {len(chosen)} chosen {what} are unreadable and left out "
+                   f"(e.g. {path}: {reason}); using {len(subset)}")
+        warnings.append(message)
+        print(f"warning: {message}", file=sys.stderr)
+    if not subset.samples:
+        raise UserError(f"none of the {len(chosen)} chosen {what} in {root} is a readable image")
+    return ImageSet(subset, count if count is not None else len(folder), seed, subset.content_sha256(), warnings)
 
 
 def balanced_select(samples: Sequence[Sample], count: int, seed: int) -> List[Sample]:
@@ -74,7 +86,7 @@ def balanced_select(samples: Sequence[Sample], count: int, seed: int) -> List[Sa
 def choose_calibration_images(root: str, label_names: Optional[Sequence[str]], count: int, seed: int,
                               batch_size: int, eval_root: Optional[str] = None) -> ImageSet:
     """The calibration set; refuses overlap with ``eval_root``, warns below 300, fails below a batch."""
-    images = choose_images(root, label_names, count, seed)
+    images = choose_images(root, label_names, count, seed, what="calibration images")
     if eval_root:
         refuse_overlap(images, eval_root)
     if len(images) < batch_size:
@@ -96,9 +108,9 @@ def refuse_overlap(calib: ImageSet, eval_root: str) -> None:
     calib_digests = set(calib.sha256)
     eval_folder = open_image_folder(eval_root)
     same: List[str] = []
-    for sample in eval_folder.samples:
+    for sample, digest in zip(eval_folder.samples, eval_folder.content_sha256(progress="evaluation image hashes")):
         real = os.path.realpath(sample.path)
-        if real in calib_paths or (os.path.getsize(real) > 0 and file_sha256(real) in calib_digests):
+        if real in calib_paths or (os.path.getsize(real) > 0 and digest in calib_digests):
             same.append(sample.path)
     if same:
         raise UserError(f"{len(same)} of the {len(calib)} calibration images are also evaluation images "

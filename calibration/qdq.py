@@ -27,7 +27,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
-from calibration import cache as trt_cache
+from pipeline import trt_cache
 from pipeline import atomic
 from pipeline.errors import CheckFailed, UserError
 

@@ -10,23 +10,29 @@ Parts, each timed and printed:
 5. drift on the evaluation images, and the accuracy-budget search when a budget is given,
 6. the TensorRT-RTX INT8 build's layer check (engines.builder),
 7. FP16 through AutoCast.
+
+The whole run holds the output folder's run lock, and its outputs (calibration cache and its
+manifest, INT8 and FP16 ONNX with theirs) are staged and published together at the end
+(:mod:`pipeline.publish`): a killed or failed run leaves the previous set untouched, never a
+new cache beside an old INT8 model.
 """
 import os
 import shutil
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from calibration import cache as trt_cache
+from pipeline import trt_cache
 from calibration import data as cdata
 from calibration import methods as cmethods
 from calibration import qdq
 from calibration import stats as cstats
+from pipeline import lineage
 from pipeline import manifest as mf
+from pipeline import publish as pub_
 from pipeline.errors import CheckFailed, UserError
 
 DEFAULT_METHOD = "percentile-99.999"
@@ -90,6 +96,7 @@ class Outputs:
     budget_met: Optional[bool] = None
     budget_stopped: str = ""
     method_table: List[Dict[str, Any]] = field(default_factory=list)
+    written: List[str] = field(default_factory=list)     # said on the terminal once published
 
 
 def _paths(onnx_path: str, out_dir: Optional[str]) -> Dict[str, str]:
@@ -109,28 +116,54 @@ def run(opts: Options) -> Outputs:
         raise UserError(f"precision {', '.join(unknown) or '(none)'} not supported; expected int8, fp16 or int8,fp16")
     if opts.batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, got {opts.batch_size}")
+    if not opts.max_minutes > 0:
+        raise UserError(f"--max-minutes must be a positive number of minutes, got {opts.max_minutes:g}")
     method = cmethods.Method.parse(opts.method)
     compare_methods = [cmethods.Method.parse(m) for m in opts.compare_methods]
     budget = None
-    if opts.budget:
+    if opts.budget is not None:
         from calibration.budget import Budget
         budget = Budget.parse(opts.budget)
         if not opts.eval_images:
             raise UserError("--accuracy-budget needs --eval-images (a labeled folder, e.g. the shared val/ split)")
     if (compare_methods or budget) and "int8" not in precisions:
         raise UserError("--accuracy-budget and --compare-methods apply to --precision int8")
-    parent = mf.read(opts.onnx_path, expect_kind="onnx")
+    parent = lineage.check(opts.onnx_path, expect_kind="onnx")   # sha256, labels, graph I/O vs manifest
+    load_onnx(opts.onnx_path)
+    paths = _paths(opts.onnx_path, opts.out_dir)
+    with pub_.RunLock(paths["dir"], "calibrate"):
+        out = _run_locked(opts, precisions, method, compare_methods, budget, parent, paths)
+    for line in out.written:
+        print(f"calibrate: wrote {line}", file=sys.stderr)
+    return out
+
+
+def load_onnx(path: str) -> Any:
+    """``onnx.load`` with a one-line UserError naming the file when its bytes do not decode."""
+    import onnx
+
+    try:
+        return onnx.load(path)
+    except Exception as e:  # protobuf's DecodeError and friends
+        raise UserError(f"{path} does not decode as an ONNX model ({type(e).__name__}: {str(e).splitlines()[0]}); "
+                        f"{mf.regenerate('onnx')}") from None
+
+
+def _run_locked(opts: Options, precisions: List[str], method: cmethods.Method,
+                compare_methods: List[cmethods.Method], budget: Any, parent: mf.Manifest,
+                paths: Dict[str, str]) -> "Outputs":
+    """The run, under the output folder's lock; every output is published at the end, together."""
     pre = parent.preprocessing_obj()
     input_name = parent.io["input"]["name"]
     output_name = parent.io["output"]["name"]
-    paths = _paths(opts.onnx_path, opts.out_dir)
-    os.makedirs(paths["dir"], exist_ok=True)
     timer = Timer()
     out = Outputs()
 
     calib = cdata.choose_calibration_images(opts.images, parent.label_names, opts.count, opts.seed,
                                             opts.batch_size, opts.eval_images)
-    timer.done("choose calibration images", f"{len(calib)} images, sha256 of each")
+    unreadable = len(calib.folder.skipped)
+    timer.done("choose calibration images", f"{len(calib)} images, sha256 of each"
+               + (f"; {unreadable} unreadable left out" if unreadable else ""))
     reference, _, _ = cdata.load_arrays(cdata.ImageSet(calib.folder.subset(calib.samples[:REFERENCE_IMAGES]),
                                                        REFERENCE_IMAGES, opts.seed, calib.sha256[:REFERENCE_IMAGES]),
                                         pre, opts.batch_size)
@@ -139,16 +172,19 @@ def run(opts: Options) -> Outputs:
     if opts.eval_images:
         evaluation = _load_eval(opts, parent, pre, output_name, input_name, timer)
 
-    work = tempfile.mkdtemp(prefix=".calibrate.", dir=paths["dir"])
+    work = pub_.temp_dir(paths["dir"], "calibrate")
     try:
-        hists: Dict[str, cstats.TensorHistogram] = {}
-        if "int8" in precisions or "fp16" in precisions:
-            hists, stats = _histograms(opts, parent, calib, pre, input_name, paths, timer)
-        if "int8" in precisions:
-            _int8(opts, method, compare_methods, budget, parent, calib, reference, evaluation, hists, stats,
-                  input_name, output_name, paths, work, timer, out)
-        if "fp16" in precisions:
-            _fp16(opts, parent, reference, evaluation, hists, input_name, output_name, paths, work, timer, out)
+        with pub_.Publication(paths["dir"]) as pub:
+            hists: Dict[str, cstats.TensorHistogram] = {}
+            if "int8" in precisions or "fp16" in precisions:
+                hists, stats = _histograms(opts, parent, calib, pre, input_name, paths, timer)
+            if "int8" in precisions:
+                _int8(opts, method, compare_methods, budget, parent, calib, reference, evaluation, hists, stats,
+                      input_name, output_name, paths, work, timer, out, pub)
+            if "fp16" in precisions:
+                _fp16(opts, parent, reference, evaluation, hists, input_name, output_name, paths, work, timer, out,
+                      pub)
+            pub.last(paths["int8"] if "int8" in precisions else paths["fp16"])   # the file make tracks
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(f"calibrate: total {timer.total():.1f} s", file=sys.stderr)
@@ -179,14 +215,13 @@ def _load_eval(opts: Options, parent: mf.Manifest, pre: Any, output_name: str, i
     from calibration.evaluate import predict
 
     images = cdata.choose_images(opts.eval_images, parent.label_names, opts.eval_count,  # type: ignore[arg-type]
-                                 opts.seed, require_labels=True)
+                                 opts.seed, require_labels=True, what="evaluation images")
     x, y, _ = cdata.load_arrays(images, pre, 64, label=None)
     t = time.perf_counter()
     logits = predict(opts.onnx_path, x, input_name=input_name, output_name=output_name)
     forward_s = time.perf_counter() - t
     acc = accuracy(logits, y)
     record = dict(images.record())
-    record.pop("skipped", None)
     record["fp32"] = acc.to_dict()
     record["fp32_forward_ms_per_image"] = round(1000.0 * forward_s / max(len(y), 1), 2)
     timer.done("evaluation images + FP32 logits", f"{len(y)} images, FP32 top-1 {acc.top1:.2f} %, top-5 {acc.top5:.2f} %")
@@ -195,9 +230,7 @@ def _load_eval(opts: Options, parent: mf.Manifest, pre: Any, output_name: str, i
 
 def _histograms(opts: Options, parent: mf.Manifest, calib: cdata.ImageSet, pre: Any, input_name: str,
                 paths: Dict[str, str], timer: Timer) -> "tuple[Dict[str, cstats.TensorHistogram], cstats.ActivationStats]":
-    import onnx
-
-    model = onnx.load(opts.onnx_path)
+    model = load_onnx(opts.onnx_path)
     tensors = cstats.float_activation_tensors(model)
     key = cstats.stats_key(parent.artifact["sha256"], calib.sha256, parent.preprocessing, tensors)
     cache_file = os.path.join(paths["stats"], "stats-%s.npz" % key[:20])
@@ -220,10 +253,11 @@ def _histograms(opts: Options, parent: mf.Manifest, calib: cdata.ImageSet, pre: 
 def _int8(opts: Options, method: cmethods.Method, compare_methods: List[cmethods.Method], budget: Any,
           parent: mf.Manifest, calib: cdata.ImageSet, reference: np.ndarray, evaluation: Optional[Evaluation],
           hists: Dict[str, cstats.TensorHistogram], stats: cstats.ActivationStats, input_name: str,
-          output_name: str, paths: Dict[str, str], work: str, timer: Timer, out: Outputs) -> None:
+          output_name: str, paths: Dict[str, str], work: str, timer: Timer, out: Outputs,
+          pub: pub_.Publication) -> None:
     import onnx
 
-    fp32_model = onnx.load(opts.onnx_path)
+    fp32_model = load_onnx(opts.onnx_path)
     groups = cmethods.concat_groups(fp32_model)
     fused_relu = cstats.relu_inputs(fp32_model)
 
@@ -236,9 +270,9 @@ def _int8(opts: Options, method: cmethods.Method, compare_methods: List[cmethods
     amax = {k: v * trt_cache.INT8_MAX for k, v in scales.items()}
     timer.done("activation ranges", f"{method.name}, {len(scales)} tensors, {len(groups)} Concat groups")
 
-    # the calibration cache and its manifest
-    trt_cache.write_cache(paths["cache"], scales, opts.cache_version)
-    cal_manifest = mf.derive(parent, opts.onnx_path, "calibration", {
+    # the calibration cache and its manifest, staged: published with the INT8 model at the end
+    trt_cache.write_cache(pub.add(paths["cache"]), scales, opts.cache_version)
+    cal_manifest = mf.derive(parent, opts.onnx_path, "calibration", artifact_path=paths["cache"], stage={
         "name": "calibrate", "method": method.name, "images": len(calib), "seed": opts.seed,
         "source": calib.record(), "files": calib.file_list(), "batch_size": opts.batch_size,
         "histogram_bins": cstats.BINS, "histogram_batch": stats.batch, "stats_key": stats.key,
@@ -251,8 +285,8 @@ def _int8(opts: Options, method: cmethods.Method, compare_methods: List[cmethods
         "summary": f"{method.name} ranges for {len(scales)} tensors from {len(calib)} images "
                    f"(seed {opts.seed}), TensorRT cache {os.path.basename(paths['cache'])}",
     })
-    cal_manifest_path = mf.write(cal_manifest, paths["cache"])
-    cal_manifest_sha = mf.file_sha256(cal_manifest_path)
+    cal_manifest_sha = mf.file_sha256(pub.write_manifest(cal_manifest, paths["cache"]))
+    cal_manifest_path = mf.sidecar(paths["cache"])
     out.cache, out.calibration_manifest = paths["cache"], cal_manifest_path
     timer.done("calibration cache + manifest", os.path.basename(paths["cache"]))
 
@@ -307,17 +341,19 @@ def _int8(opts: Options, method: cmethods.Method, compare_methods: List[cmethods
     if opts.trt_check:
         from calibration.trt_check import layer_check
 
-        mf.write(mf.derive(parent, opts.onnx_path, "onnx-int8", dict(stage, summary="candidate")), chosen)
+        candidate = {k: v for k, v in stage.items() if k not in ("calibration_cache", "calibration_manifest")}
+        mf.write(mf.derive(parent, opts.onnx_path, "onnx-int8", dict(candidate, summary="candidate"),
+                           artifact_path=chosen), chosen)
         stage["tensorrt_layers"] = layer_check(chosen, work)
         timer.done("TensorRT-RTX INT8 build check", stage["tensorrt_layers"].get("note", ""))
     stage["timings_s"] = dict(timer.parts, total=timer.total(), histogram_pass=stats.seconds)
     stage["summary"] = _int8_summary(stage)
-    manifest = mf.derive(parent, opts.onnx_path, "onnx-int8", stage)
-    publish(chosen, manifest, paths["int8"])
+    manifest = mf.derive(parent, opts.onnx_path, "onnx-int8", stage, artifact_path=paths["int8"])
+    pub.add(paths["int8"], src=chosen)
+    pub.write_manifest(manifest, paths["int8"])
     out.int8 = paths["int8"]
     out.manifests["onnx-int8"] = manifest
-    print(f"calibrate: wrote {paths['int8']} ({manifest.artifact['bytes'] / 1e6:.1f} MB) and {paths['cache']}",
-          file=sys.stderr)
+    out.written.append(f"{paths['int8']} ({manifest.artifact['bytes'] / 1e6:.1f} MB) and {paths['cache']}")
 
 
 def histogram_cost(stats: cstats.ActivationStats, forward_ms: float) -> Dict[str, Any]:
@@ -327,19 +363,6 @@ def histogram_cost(stats: cstats.ActivationStats, forward_ms: float) -> Dict[str
     return {"ms_per_image": round(ms, 2), "fp32_forward_ms_per_image": forward_ms,
             "ratio": round(ms / forward_ms, 2) if forward_ms and not stats.from_cache else None,
             "reused": stats.from_cache}
-
-
-def publish(model_path: str, manifest: mf.Manifest, final: str) -> None:
-    """Move ``model_path`` to ``final`` with its manifest: both complete, or neither replaced."""
-    staging = tempfile.mkdtemp(prefix=".publish.", dir=os.path.dirname(os.path.abspath(final)))
-    try:
-        staged = os.path.join(staging, os.path.basename(final))
-        shutil.move(model_path, staged)
-        mf.write(manifest, staged)
-        os.replace(staged, final)
-        os.replace(mf.sidecar(staged), mf.sidecar(final))
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
 
 
 def check_runs(path: str, images: np.ndarray, input_name: str, output_name: str) -> None:
@@ -454,7 +477,7 @@ def _int8_summary(stage: Dict[str, Any]) -> str:
 
 def _fp16(opts: Options, parent: mf.Manifest, reference: np.ndarray, evaluation: Optional[Evaluation],
           hists: Dict[str, cstats.TensorHistogram], input_name: str, output_name: str, paths: Dict[str, str],
-          work: str, timer: Timer, out: Outputs) -> None:
+          work: str, timer: Timer, out: Outputs, pub: pub_.Publication) -> None:
     from calibration import fp16
 
     partial = os.path.join(work, "fp16.onnx")
@@ -480,8 +503,9 @@ def _fp16(opts: Options, parent: mf.Manifest, reference: np.ndarray, evaluation:
         summary += (f"; top-1 drop {stage['drift']['top1_drop']:+.2f} / top-5 drop {stage['drift']['top5_drop']:+.2f} "
                     f"points on {stage['drift']['images']} val images")
     stage["summary"] = summary
-    manifest = mf.derive(parent, opts.onnx_path, "onnx-fp16", stage)
-    publish(partial, manifest, paths["fp16"])
+    manifest = mf.derive(parent, opts.onnx_path, "onnx-fp16", stage, artifact_path=paths["fp16"])
+    pub.add(paths["fp16"], src=partial)
+    pub.write_manifest(manifest, paths["fp16"])
     out.fp16 = paths["fp16"]
     out.manifests["onnx-fp16"] = manifest
-    print(f"calibrate: wrote {paths['fp16']} ({manifest.artifact['bytes'] / 1e6:.1f} MB)", file=sys.stderr)
+    out.written.append(f"{paths['fp16']} ({manifest.artifact['bytes'] / 1e6:.1f} MB)")

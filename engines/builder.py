@@ -18,7 +18,6 @@ has run on the development machines; the TensorRT 8/10/11 branches follow NVIDIA
 Polygraphy's ``backend/trt`` loader and are unit-tested on their detection logic only.
 Device-side: stdlib only.
 """
-import hashlib
 import os
 import time
 from dataclasses import dataclass
@@ -29,13 +28,15 @@ from engines import onnx_info, trt_hooks
 from engines.inputs import BuildInputs, locate
 from engines.layers import LayerSummary, parse_layers_log
 from engines.targets import BatchProfile, Target, resolve_target
-from engines.trt_api import TrtApi, cc_key, cc_to_sm, import_tensorrt
+from engines.trt_api import TargetCapabilities, TrtApi, cc_key, cc_to_sm, import_tensorrt
 from pipeline import atomic
 from pipeline import manifest as mf
-from pipeline.datasets import file_sha256
+from pipeline import publish
+from pipeline.hashing import file_sha256
 from pipeline.errors import Unsupported, UserError
 
 ENGINE_NAME = "model.engine"
+SOFTMAX_OUTPUT = "probabilities"   # the output a --softmax engine has instead of the model's logits
 
 
 @dataclass
@@ -44,6 +45,7 @@ class NetworkMode:
     flags: List[str]                 # BuilderFlag names set on the config
     implicit_int8: bool = False      # calibrator over the calibration cache
     dla_core: int = -1
+    softmax: bool = False            # a Softmax appended: the engine outputs probabilities
 
 
 @dataclass
@@ -90,9 +92,14 @@ def why_not_here(target: Target, api: Optional[TrtApi], machine: hostinfo.HostIn
     return None
 
 
-def resolve_network_mode(api: TrtApi, target: Target, precision: str, dla_core: int = -1) -> NetworkMode:
-    """How this TensorRT builds ``precision`` for ``target``; Unsupported if it cannot."""
-    implicit = precision == "int8" and target.int8_mode == "implicit"
+def resolve_network_mode(api: Union[TrtApi, TargetCapabilities], target: Target, precision: str,
+                         dla_core: int = -1) -> NetworkMode:
+    """How this TensorRT builds ``precision`` for ``target``; Unsupported if it cannot.
+
+    ``api`` is the imported TensorRT (a build) or the target's :class:`TargetCapabilities` (the
+    trtexec lines of a deploy bundle): one decision for both.
+    """
+    implicit = precision == "int8" and target.int8_mode_for(dla_core) == "implicit"
 
     def need(ok: bool, what: str, instead: str) -> None:
         if not ok:
@@ -125,8 +132,24 @@ def resolve_network_mode(api: TrtApi, target: Target, precision: str, dla_core: 
     return NetworkMode(strongly_typed=False, flags=[])
 
 
-def engine_dir(out_root: str, target: Target, model_name: str, precision: str) -> str:
-    return os.path.join(out_root, target.name, model_name, precision)
+def engine_variant(precision: str, dla_core: int = -1, softmax: bool = False) -> str:
+    """The engine's folder name: the precision, ``-dla<N>`` for a DLA build, ``-softmax`` when the
+    engine outputs probabilities (DeepStream's classifier parser), so no variant overwrites another."""
+    return precision + ("-dla%d" % dla_core if dla_core >= 0 else "") + ("-softmax" if softmax else "")
+
+
+def engine_dir(out_root: str, target: Target, model_name: str, precision: str, dla_core: int = -1,
+               softmax: bool = False) -> str:
+    """``<out_root>/<target>/<model>/<variant>``; the model name (read from a manifest) must be one
+    plain folder name, and the result stays inside ``out_root``."""
+    from pipeline.paths import path_component
+
+    path_component(model_name, "model name", "the ONNX manifest")
+    folder = os.path.join(out_root, target.name, model_name, engine_variant(precision, dla_core, softmax))
+    root = os.path.realpath(out_root)
+    if not os.path.realpath(folder).startswith(root + os.sep):
+        raise UserError("engine folder %s would be outside %s; check the model name in the manifest" % (folder, out_root))
+    return folder
 
 
 def timing_cache_path(out_root: str, target: Target, api: TrtApi) -> str:
@@ -142,7 +165,7 @@ def build_key(inputs: BuildInputs, target: Target, api: TrtApi, mode: NetworkMod
             "tensorrt": "%s %s" % (api.flavour, api.version), "target": target.name,
             "target_file_sha256": file_sha256(target.path) if target.path else None,
             "precision": inputs.precision, "batch": batch.label(), "workspace_mib": workspace_mib,
-            "compute_capabilities": list(ccs), "dla_core": mode.dla_core}
+            "compute_capabilities": list(ccs), "dla_core": mode.dla_core, "softmax": mode.softmax}
 
 
 def _set_profile(trt: Any, builder: Any, network: Any, config: Any, batch: BatchProfile) -> Dict[str, Any]:
@@ -215,6 +238,46 @@ def _parse(api: TrtApi, network: Any, logger: Any, onnx_path: str) -> None:
         raise UserError("TensorRT's ONNX parser rejected %s: %s" % (onnx_path, " | ".join(errors[:3]) or "no detail"))
 
 
+def _append_softmax(api: TrtApi, network: Any, mode: NetworkMode) -> str:
+    """Make the network output softmax probabilities instead of logits (DeepStream's default
+    classifier parser keeps a class only above 0 and its threshold, and reports the value as the
+    confidence: it expects probabilities). The Softmax stays FP32: in a weakly typed (flag) build it
+    is pinned to FP32, and in an implicit INT8 build it then needs no calibration scale."""
+    trt = api.module
+    if network.num_outputs != 1:
+        raise UserError("--softmax needs a network with one output (the logits); this one has %d"
+                        % network.num_outputs)
+    logits = network.get_output(0)
+    layer = network.add_softmax(logits)
+    layer.axes = 1 << (len(logits.shape) - 1)          # over the classes (last axis of N x C)
+    if not mode.strongly_typed:
+        layer.precision = trt.DataType.FLOAT
+        layer.set_output_type(0, trt.DataType.FLOAT)
+    probabilities = layer.get_output(0)
+    probabilities.name = SOFTMAX_OUTPUT
+    network.unmark_output(logits)
+    network.mark_output(probabilities)
+    return logits.name
+
+
+def _io_with_softmax(io: Dict[str, Any], logits_name: str) -> Dict[str, Any]:
+    """The manifest's I/O record for an engine whose logits output was replaced by probabilities."""
+    out = dict((io or {}).get("output") or {})
+    out.update({"name": SOFTMAX_OUTPUT, "dtype": "float32", "activation": "softmax", "softmax_of": logits_name})
+    return dict(io or {}, output=out)
+
+
+def _check_dla_cores(builder: Any, mode: NetworkMode, target: Target) -> None:
+    """Refuse a DLA core this device does not have (an Orin NX 8GB has one, AGX Orin two)."""
+    have = getattr(builder, "num_DLA_cores", None)
+    if mode.dla_core >= 0 and isinstance(have, int) and mode.dla_core >= have:
+        raise Unsupported("this device has %d DLA core%s (TensorRT's Builder.num_DLA_cores), so DLA core %d does not "
+                          "exist; use %s, or build for the GPU (--dla-core -1)%s"
+                          % (have, "" if have == 1 else "s", mode.dla_core,
+                             "--dla-core 0" if have else "no DLA core",
+                             "; an Orin NX 8GB is target jetson-orin-nx-8gb" if target.is_jetson else ""))
+
+
 def _load_timing_cache(api: TrtApi, config: Any, path: str) -> bool:
     data = b""
     if os.path.isfile(path):
@@ -238,18 +301,19 @@ def build_engine(onnx_path: str, target: Union[str, Target], precision: str, out
                  batch: Optional[BatchProfile] = None, workspace_mib: Optional[int] = None,
                  compute_capabilities: Optional[Sequence[str]] = None, use_timing_cache: bool = True,
                  progress: bool = True, force: bool = True, machine: Optional[hostinfo.HostInfo] = None,
-                 echo: Optional[Callable[[str], None]] = None) -> BuildResult:
+                 echo: Optional[Callable[[str], None]] = None, softmax: bool = False) -> BuildResult:
     """Build ``<out_root>/<target>/<model>/<precision>/model.engine`` + ``model.engine.json``.
 
     ``onnx_path`` is the exported ``model.onnx`` folder or one ONNX file (see
     :func:`engines.inputs.locate`). Both files appear together or not at all (a failed build
     leaves any earlier engine untouched). With ``force=False`` an engine whose build key matches
-    is kept and returned with ``skipped=True``.
+    is kept and returned with ``skipped=True``. ``softmax`` appends a Softmax (the engine then
+    outputs ``probabilities``; for DeepStream) and builds into ``<precision>-softmax/``.
     """
     t = resolve_target(target) if isinstance(target, str) else target
     core = t.dla.core if dla_core is None else dla_core
     t.check_precision(precision, core)
-    inputs = locate(onnx_path, t, precision, calib_cache)
+    inputs = locate(onnx_path, t, precision, calib_cache, dla_core=core)
     api = api or import_tensorrt(prefer=t.flavour)
     machine = machine or hostinfo.detect()
     reason = why_not_here(t, api, machine)
@@ -258,17 +322,30 @@ def build_engine(onnx_path: str, target: Union[str, Target], precision: str, out
     opset = onnx_info.default_opset(inputs.onnx_path)
     t.check_opset(opset, os.path.basename(inputs.onnx_path))
     mode = resolve_network_mode(api, t, precision, core)
+    mode.softmax = softmax
     batch = t.batch_for(mode.dla_core, batch)
     workspace_mib = workspace_mib or t.workspace_mib
     ccs = sorted(compute_capabilities or t.compute_capabilities, key=cc_key)
     key = build_key(inputs, t, api, mode, batch, workspace_mib, ccs)
-    out_dir = engine_dir(out_root, t, inputs.manifest.model.name, precision)
+    out_dir = engine_dir(out_root, t, inputs.manifest.model.name, precision, mode.dla_core, softmax)
     engine_path = os.path.join(out_dir, ENGINE_NAME)
-    if not force:
-        kept = _kept_if_up_to_date(engine_path, key)
-        if kept is not None:
-            return kept
+    with publish.RunLock(out_dir, "build %s %s" % (t.name, precision)):
+        if not force:
+            kept = _kept_if_up_to_date(engine_path, key)
+            if kept is not None:
+                return kept
+        return _build(inputs, t, precision, api, machine, mode, batch, workspace_mib, ccs, key, opset, out_root,
+                      engine_path, use_timing_cache, progress, echo)
 
+
+def _build(inputs: BuildInputs, t: Target, precision: str, api: TrtApi, machine: hostinfo.HostInfo,
+           mode: NetworkMode, batch: BatchProfile, workspace_mib: int, ccs: Sequence[str], key: Dict[str, Any],
+           opset: int, out_root: str, engine_path: str, use_timing_cache: bool, progress: bool,
+           echo: Optional[Callable[[str], None]]) -> BuildResult:
+    """Parse, configure, build and publish (engine, manifest and log together); see :func:`build_engine`.
+
+    Long because it is the one place the TensorRT objects live: split further, each part would
+    take half of them as arguments."""
     trt = api.module
     logger = trt_hooks.make_logger(api, echo)
     builder = trt.Builder(logger)
@@ -277,8 +354,10 @@ def build_engine(onnx_path: str, target: Union[str, Target], precision: str, out
         flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
     if api.explicit_batch_flag_needed:
         flags |= 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
+    _check_dla_cores(builder, mode, t)
     network = builder.create_network(flags)
     _parse(api, network, logger, inputs.onnx_path)
+    replaced_output = _append_softmax(api, network, mode) if mode.softmax else None
     calibrator = None
     if mode.implicit_int8:
         with open(inputs.calibration.path, "rb") as f:  # type: ignore[union-attr]
@@ -326,6 +405,8 @@ def build_engine(onnx_path: str, target: Union[str, Target], precision: str, out
         "network": {"strongly_typed": mode.strongly_typed, "builder_flags": mode.flags,
                     "implicit_int8_calibrator": mode.implicit_int8},
         "dla": {"core": mode.dla_core, "gpu_fallback": t.dla.gpu_fallback if mode.dla_core >= 0 else None},
+        "output": {"softmax": True, "name": SOFTMAX_OUTPUT, "replaces": replaced_output} if replaced_output else
+        {"softmax": False},
         "batch_profile": {"min": batch.min, "opt": batch.opt, "max": batch.max,
                           "shapes": shapes},
         "workspace_mib": workspace_mib, "optimization_level": t.optimization_level,
@@ -339,8 +420,9 @@ def build_engine(onnx_path: str, target: Union[str, Target], precision: str, out
         "layers": layers.to_dict(),
         "build_key": key,
     }
-    manifest = mf.derive(inputs.manifest, inputs.onnx_path, "engine", stage)
-    log_path = os.path.join(out_dir, ENGINE_NAME + ".log")
+    io = _io_with_softmax(inputs.manifest.io, replaced_output) if replaced_output else None
+    manifest = mf.derive(inputs.manifest, inputs.onnx_path, "engine", stage, io=io, artifact_path=engine_path)
+    log_path = engine_path + ".log"
     _write_engine(engine_path, data, manifest, log_path, log_text)
     return BuildResult(engine_path=engine_path, manifest=manifest, layers=layers, log_text=log_text, build_s=build_s,
                        log_path=log_path, timing_cache_path=tc_path)
@@ -355,17 +437,15 @@ def _parser_version(api: TrtApi) -> Optional[int]:
 
 
 def _write_engine(engine_path: str, data: bytes, manifest: mf.Manifest, log_path: str, log_text: str) -> None:
-    """Engine and manifest land together: the manifest is written (atomically) while the engine
-    still sits at its temp path, and the engine is renamed into place only after that succeeded.
-    The builder log follows them (it is a record, not part of the artifact)."""
-    with atomic.atomic_path(engine_path) as tmp:
-        with open(tmp, "wb") as f:
+    """Engine, manifest and builder log are published together (:class:`pipeline.publish.Publication`),
+    the engine last."""
+    with publish.Publication(os.path.dirname(engine_path)) as pub:
+        with open(pub.add(log_path), "w", encoding="utf-8") as f:
+            f.write(log_text + "\n")
+        with open(pub.add(engine_path), "wb") as f:
             f.write(data)
-        manifest.artifact = {"file": os.path.basename(engine_path), "sha256": hashlib.sha256(data).hexdigest(),
-                             "bytes": len(data)}
-        manifest.created = manifest.created or mf.now()
-        atomic.write_json(mf.sidecar(engine_path), manifest.to_dict())
-    atomic.write_text(log_path, log_text + "\n")
+        pub.write_manifest(manifest, engine_path)
+        pub.last(engine_path)
 
 
 def _kept_if_up_to_date(engine_path: str, key: Dict[str, Any]) -> Optional[BuildResult]:

@@ -60,7 +60,8 @@ def cmd_build(args: argparse.Namespace) -> int:
         result = builder.build_engine(onnx, target, precision, engines_root, calib_cache=args.calib_cache, api=api,
                                       dla_core=dla_core, batch=batch, workspace_mib=args.workspace_mib,
                                       compute_capabilities=ccs, use_timing_cache=not args.no_timing_cache,
-                                      progress=not args.quiet, force=args.force, machine=machine, echo=_echo)
+                                      progress=not args.quiet, force=args.force, machine=machine, echo=_echo,
+                                      softmax=args.softmax)
         stage = result.manifest.stage
         state = "up to date" if result.skipped else "built"
         print("engine %s: %s" % (state, stage["summary"]))
@@ -71,15 +72,25 @@ def cmd_build(args: argparse.Namespace) -> int:
         return 0
     if args.no_bundle:
         raise Unsupported("cannot build %s here: %s" % (target.name, reason))
-    from engines.bundle import write_bundle
+    from engines.bundle import EvalOptions, write_bundle
+    from engines.deploy_files import copy_hint
+    from pipeline.publish import RunLock
 
-    onnx_dir = onnx if os.path.isdir(onnx) else os.path.dirname(os.path.abspath(onnx))
-    result = write_bundle(onnx_dir, target, args.out, precision, reason, calib_cache=args.calib_cache,
-                          dla_core=dla_core)
+    evals = None if args.no_eval_set else EvalOptions(images=args.eval_images or _default_eval_images(),
+                                                     count=args.eval_count, seed=args.eval_seed,
+                                                     deepstream_check=not args.no_deepstream_check)
+    with RunLock(os.path.join(args.out, "bundle"), "build --target %s (bundle)" % target.name):
+        result = write_bundle(onnx, target, args.out, precision, reason, calib_cache=args.calib_cache,
+                              dla_core=dla_core, eval_options=evals)
     rel = _shown(result.path)
-    paragraph = ("No %s engine built here: %s. Instead this wrote a deploy bundle, %s (%d files, %.1f MB), with "
-                 "the ONNX it builds from (%s), manifests, %sthe builder itself (python/, no torch) behind "
-                 "build_on_device.sh, the equivalent trtexec commands and a DeepStream nvinfer config. It needs %s."
+    stage = result.manifest.stage
+    extras = ["verify_on_device.sh with %d images and the host's FP32 logits" % stage["eval_set"]["count"]] \
+        if stage.get("eval_set") else []
+    extras += ["the equivalent trtexec commands", "a DeepStream config" + (" and a Triton config"
+                                                                        if target.platform == "datacenter" else "")]
+    paragraph = (("No %s engine built here: %s. Instead this wrote a deploy bundle, %s (%d files, %.1f MB), with "
+                  "the ONNX it builds from (%s), manifests, %sthe builder itself (python/, standard library + "
+                  "TensorRT) behind build_on_device.sh, " + ", ".join(extras) + ". It needs %s.")
                  % (target.name, reason, rel, len(result.files), result.bytes / 1e6,
                     ", ".join("%s: %s" % kv for kv in result.precisions.items()),
                     "the calibration cache, " if result.manifest.stage.get("calibration") else "",
@@ -87,17 +98,45 @@ def cmd_build(args: argparse.Namespace) -> int:
     print(textwrap.fill(paragraph, width=100))
     for note in result.notes:
         print("  note: " + note)
-    device = "<user>@<jetson>" if target.is_jetson else "<user>@<server>"
     print("copy it to the device and build there:")
-    print("  scp -r %s %s:~/" % (rel, device))
-    print("  ssh %s '~/%s/build_on_device.sh %s'" % (device, target.name, precision))
+    for line in copy_hint(rel, target, precision, dla_core):
+        print("  " + line)
     return 0
+
+
+def _default_eval_images() -> Optional[str]:
+    """The shared val split where this checkout has it (the bundle's verification images), else none."""
+    try:
+        from pipeline import paths
+    except ImportError:  # a bundle's python/ (no paths module): bundles are written on the host
+        return None
+    return paths.VAL_DIR if os.path.isdir(paths.VAL_DIR) else None
+
+
+def version_matrix() -> str:
+    """The README's version matrix, generated from the target files (``targets --markdown``)."""
+    from engines import targets
+
+    rows = ["| target | aliases | GPU (sm) | DLA | TensorRT | JetPack | CUDA | Python | DeepStream | ONNX opset <= | "
+            "INT8 from |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for t in targets.load_targets().values():
+        int8 = "Q/DQ ONNX" if t.int8_mode == "qdq" else "FP32 ONNX + calibration cache"
+        if t.has_dla:
+            int8 += "; DLA: %s" % ("Q/DQ ONNX" if t.dla.int8_mode == "qdq" else "calibration cache")
+        rows.append("| `%s` | %s | %s | %s | %s | %s | %s | %s | %s | %d | %s |" % (
+            t.name, ", ".join(t.aliases), ", ".join(t.compute_capabilities), t.dla.cores or "-", t.tensorrt.split(" (")[0],
+            t.jetpack.split(" (")[0] if t.jetpack else "-", t.cuda or "-", t.python or "-", t.deepstream or "-",
+            t.max_opset, int8))
+    return "\n".join(rows) + "\n"
 
 
 def cmd_targets(args: argparse.Namespace) -> int:
     from engines import targets
     from engines.trt_api import installed
 
+    if getattr(args, "markdown", False):
+        print(version_matrix(), end="")
+        return 0
     table = targets.load_targets()
     here = installed()
     rows: List[List[str]] = [["target", "aliases", "builds with", "sm", "precisions", "batch", "DLA", "opset<=",
@@ -114,6 +153,16 @@ def cmd_targets(args: argparse.Namespace) -> int:
         print("installed: " + ", ".join(api.label for api in here))
     else:
         print("installed: no TensorRT (every target gets a deploy bundle)")
+    return 0
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    import json
+
+    from engines.inspect import inspect, render
+
+    record = inspect(args.file)
+    print(json.dumps(record, indent=1) if args.json else render(record))
     return 0
 
 
@@ -137,13 +186,36 @@ def register(sub: Any) -> None:
     p.add_argument("--force", action="store_true", help="rebuild even if an up-to-date engine exists")
     p.add_argument("--bundle", action="store_true", help="write a deploy bundle even if this machine could build")
     p.add_argument("--no-bundle", action="store_true", help="fail (exit 3) instead of writing a bundle")
+    p.add_argument("--softmax", action="store_true",
+                   help="append a Softmax: the engine outputs probabilities (what DeepStream's classifier parser "
+                        "reads) and goes to <precision>-softmax/")
+    p.add_argument("--eval-images", help="bundle: labeled images for verify_on_device.sh (default: the shared val "
+                                         "split)")
+    p.add_argument("--eval-count", type=int, default=1000,
+                   help="bundle: class-balanced images to ship for verification (default 1000, as bench)")
+    p.add_argument("--eval-seed", type=int, default=0, help="bundle: seed of that choice (default 0, as bench)")
+    p.add_argument("--no-eval-set", action="store_true", help="bundle: ship no verification images")
+    p.add_argument("--no-deepstream-check", action="store_true",
+                   help="bundle: do not measure nvinfer-style preprocessing against the model's own")
     p.add_argument("--quiet", action="store_true", help="no build progress")
     p.set_defaults(func=cmd_build)
 
     p = sub.add_parser("targets", help="list the deployment targets (engines/targets/*.toml)",
                        description="List the targets the build command knows, their aliases, precisions, batch "
                                    "profile, DLA cores, ONNX opset ceiling and TensorRT/JetPack needs. Exit codes: 0.")
+    p.add_argument("--markdown", action="store_true",
+                   help="print the version matrix (TensorRT, JetPack, CUDA, Python, DeepStream) as the README's table")
     p.set_defaults(func=cmd_targets)
+
+    p = sub.add_parser("inspect", help="what an ONNX model or engine is: I/O, opsets, nodes, Q/DQ, manifest chain",
+                       description="Inspect an .onnx file (I/O via Polygraphy, opsets, node counts by type, "
+                                   "initializer dtypes, Q/DQ summary, manifest chain) or an engine (its manifest: "
+                                   "TensorRT, target, precision, batch profile, DLA, layer summary; TensorRT's "
+                                   "EngineInspector where the plan can be deserialized, else why not). Exit codes: "
+                                   "0 printed; 2 unreadable file or manifest.")
+    p.add_argument("file", help="model.onnx / model.int8.onnx / model.engine")
+    p.add_argument("--json", action="store_true", help="print the record as JSON")
+    p.set_defaults(func=cmd_inspect)
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -1,210 +1,163 @@
-"""The text files of a deploy bundle: trtexec equivalents, DeepStream nvinfer config + labels,
-the on-device build script and the README. Pure text generation, stdlib only."""
+"""The shell scripts and README of a deploy bundle. Pure text generation, stdlib only.
+
+Every word that comes from data (model names, paths, target names) is quoted for the shell with
+:func:`shlex.quote`: a model called ``cats&dogs v2`` is a path, never a command.
+"""
 import os
 import shlex
-from typing import Dict, Optional, Sequence
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence
 
+from engines import trtexec
+from engines.builder import engine_variant
 from engines.targets import Target
+from pipeline.labels import display_name
 from pipeline.manifest import Manifest
 
-TRTEXEC = "/usr/src/tensorrt/bin/trtexec"   # where JetPack and NVIDIA's containers put it
-NVINFER_MODE = {"fp32": 0, "int8": 1, "fp16": 2}
+TRTEXEC_DEFAULT = "/usr/src/tensorrt/bin/trtexec"   # where JetPack and NVIDIA's containers put it
 
 
-def engine_relpath(target: Target, model_name: str, precision: str) -> str:
-    """Where ``build_on_device.sh`` writes the engine, relative to the bundle root."""
-    return "out/engines/%s/%s/%s/model.engine" % (target.name, model_name, precision)
+@dataclass
+class BundleText:
+    """What the bundle's text files describe: the target, the model, what it builds from."""
+
+    target: Target
+    manifest: Manifest
+    reason: str
+    precisions: Dict[str, str]                  # precision -> ONNX file in model/
+    default_precision: str
+    dla_core: int = -1
+    notes: List[str] = field(default_factory=list)
+    commands: Dict[str, str] = field(default_factory=dict)   # precision -> rendered trtexec line
+    deepstream: Optional[Dict[str, object]] = None           # measured nvinfer-style agreement (or why not)
+    eval_set: Optional[Dict[str, object]] = None             # the verification images the bundle carries
+
+    @property
+    def model_name(self) -> str:
+        return self.manifest.model.name
 
 
-def _shape(name: str, batch: int, chw: Sequence[int]) -> str:
-    return "%s:%s" % (name, "x".join(str(d) for d in [batch] + list(chw)))
+def engine_relpath(target: Target, model_name: str, precision: str, dla_core: int = -1,
+                   softmax: bool = False) -> str:
+    """Where ``build_on_device.sh`` writes the engine, relative to the bundle root (the builder's layout)."""
+    return "/".join(("out", "engines", target.name, model_name, engine_variant(precision, dla_core, softmax),
+                     "model.engine"))
 
 
-def trtexec_command(target: Target, precision: str, onnx_rel: str, engine_rel: str, input_name: str,
-                    chw: Sequence[int], calib_rel: Optional[str] = None, dla_core: int = -1) -> str:
-    """The trtexec line equivalent to the builder's settings on the target's TensorRT.
-
-    TensorRT 10+ builds the typed ONNX with ``--stronglyTyped``; TensorRT 8.x needs the precision
-    flags; the implicit INT8 path (``--int8 --calib``) and DLA builds use flags on every version.
-    """
-    b = target.batch_for(dla_core)
-    args = [TRTEXEC, "--onnx=%s" % onnx_rel, "--saveEngine=%s" % engine_rel,
-            "--minShapes=%s" % _shape(input_name, b.min, chw), "--optShapes=%s" % _shape(input_name, b.opt, chw),
-            "--maxShapes=%s" % _shape(input_name, b.max, chw),
-            "--memPoolSize=workspace:%dM" % target.workspace_mib, "--profilingVerbosity=detailed"]
-    if target.tensorrt_major >= 9:  # trtexec 8.5 has no --builderOptimizationLevel
-        args.append("--builderOptimizationLevel=%d" % target.optimization_level)
-    if target.hardware_compatibility == "ampere_plus":
-        args.append("--hardwareCompatibilityLevel=ampere+")
-    implicit = precision == "int8" and target.int8_mode == "implicit"
-    if implicit:
-        args += ["--int8", "--calib=%s" % calib_rel]
-    elif dla_core >= 0 or target.tensorrt_major < 10:
-        args += {"fp32": [], "fp16": ["--fp16"], "int8": ["--int8"]}[precision]
-    else:
-        args.append("--stronglyTyped")
-    if dla_core >= 0:
-        if precision == "int8" and "--fp16" not in args:
-            args.append("--fp16")
-        args.append("--useDLACore=%d" % dla_core)
-        if target.dla.gpu_fallback:
-            args.append("--allowGPUFallback")
-    return " ".join(shlex.quote(a) for a in args)
-
-
-def trtexec_script(target: Target, commands: Dict[str, str], engines: Dict[str, str]) -> str:
-    lines = ["#!/usr/bin/env bash",
-             "# trtexec equivalents of build_on_device.sh for %s (%s)." % (target.name, target.tensorrt),
-             "# Usage: ./trtexec_commands.sh [%s]   (run on the device)" % "|".join(commands),
-             "set -euo pipefail",
-             'cd "$(dirname "${BASH_SOURCE[0]}")"',
-             'case "${1:-%s}" in' % next(iter(commands))]
-    for p, cmd in commands.items():
-        lines += ["  %s)" % p, "    mkdir -p %s" % os.path.dirname(engines[p]), "    %s ;;" % cmd]
-    lines += ['  *) echo "usage: $0 [%s]" >&2; exit 2 ;;' % "|".join(commands), "esac"]
-    return "\n".join(lines) + "\n"
+def timing_cache_dir(target: Target) -> str:
+    return "/".join(("out", "engines", target.name))
 
 
 def labels_line(m: Manifest) -> str:
     """DeepStream classifier labels: one line per output layer, the class names separated by ``;``."""
-    names = []
-    for label in m.model.label_names:
-        text = (m.model.label_descriptions or {}).get(label, "")
-        name = text.split(",")[0].strip() or label
-        names.append(name.replace(";", ",").strip())
+    names = [display_name(label, m.model.label_descriptions or {}).replace(";", ",").strip()
+             for label in m.model.label_names]
     return ";".join(names) + "\n"
 
 
-def nvinfer_config(target: Target, m: Manifest, precision: str, onnx_rel: str, engine_rel: str,
-                   calib_rel: Optional[str], dla_core: int = -1) -> str:
-    """A DeepStream ``nvinfer`` primary-classifier config (paths relative to the config file)."""
-    pre = m.preprocessing
-    mean = [float(v) for v in pre["mean"]]
-    std = [float(v) for v in pre["std"]]
-    h, w = int(pre["input_size"][0]), int(pre["input_size"][1])
-    std_avg = sum(std) / 3.0
-    spread = max(abs(s - std_avg) / std_avg for s in std)
-    io = m.io or {}
-    output = (io.get("output") or {}).get("name", "logits")
-    lines = [
-        "# DeepStream nvinfer config: %s as a primary classifier on %s (%s)." % (m.model.name, target.name, precision),
-        "# Made by inception-deploy from the model's manifest. nvinfer computes y = net-scale-factor * (x - offsets)",
-        "# on RGB pixels in 0..255 and scales the whole frame (or object) to %dx%d: it does not crop" % (w, h),
-        "# (the model's own eval transform resizes to %.3f of the crop and center-crops)." % float(pre["crop_pct"]),
-    ]
-    if spread > 1e-6:
-        lines.append("# nvinfer has one scale for all channels: std %s is approximated by %.4f (max %.1f %% off)."
-                     % ("/".join("%.3f" % s for s in std), std_avg, 100 * spread))
-    lines.append("# The model outputs logits (no softmax): classifier-threshold applies to logits.")
-    lines += [
-        "[property]",
-        "gpu-id=0",
-        "net-scale-factor=%.10f" % (1.0 / (255.0 * std_avg)),
-        "offsets=%s" % ";".join("%.4f" % (255.0 * v) for v in mean),
-        "model-color-format=0",
-        "onnx-file=%s" % onnx_rel,
-        "model-engine-file=%s" % engine_rel,
-        "labelfile-path=labels.txt",
-        "infer-dims=3;%d;%d" % (h, w),
-        "batch-size=%d" % target.batch_for(dla_core).opt,
-        "network-mode=%d" % NVINFER_MODE[precision],
-        "network-type=1",
-        "process-mode=1",
-        "gie-unique-id=1",
-        "output-blob-names=%s" % output,
-        "classifier-threshold=0.0",
-        "classifier-async-mode=0",
-        "maintain-aspect-ratio=0",
-        "scaling-filter=1",
-    ]
-    if calib_rel:
-        lines.append("int8-calib-file=%s" % calib_rel)
-    if dla_core >= 0:
-        lines += ["enable-dla=1", "use-dla-core=%d" % dla_core]
+def _case_usage(precisions: Sequence[str]) -> str:
+    return "|".join(precisions)
+
+
+def trtexec_script(b: BundleText) -> str:
+    """``trtexec_commands.sh``: the trtexec equivalent of each bundled precision, generated from the
+    builder's own settings (:mod:`engines.trtexec`), sharing its timing cache file."""
+    t = b.target
+    cache_dir = timing_cache_dir(t)
+    lines = ["#!/usr/bin/env bash",
+             "# trtexec equivalents of build_on_device.sh for %s (%s), generated from the same target data and" % (
+                 t.name, t.tensorrt),
+             "# build settings; they share its timing cache. Usage: ./trtexec_commands.sh [%s]" % _case_usage(
+                 b.commands),
+             "# TRTEXEC=/path/to/trtexec picks another trtexec (default: the one on PATH, else %s)." % TRTEXEC_DEFAULT,
+             "set -euo pipefail",
+             'cd "$(dirname "${BASH_SOURCE[0]}")"',
+             'TRTEXEC="${TRTEXEC:-$(command -v trtexec || echo %s)}"' % TRTEXEC_DEFAULT,
+             'TRT_VERSION="$("${PYTHON:-python3}" -c \'import tensorrt; print(tensorrt.__version__)\' 2>/dev/null '
+             '|| echo unknown)"',
+             '%s=%s/"timing-tensorrt-$TRT_VERSION.cache"' % (trtexec.TIMING_CACHE_VAR, shlex.quote(cache_dir)),
+             'case "${1:-%s}" in' % next(iter(b.commands))]
+    for p, cmd in b.commands.items():
+        engine_dir = os.path.dirname(engine_relpath(t, b.model_name, p, b.dla_core))
+        lines += ["  %s)" % p, "    mkdir -p %s" % shlex.quote(engine_dir), "    %s ;;" % cmd]
+    lines += ['  *) echo "usage: $0 [%s]" >&2; exit 2 ;;' % _case_usage(b.commands), "esac"]
     return "\n".join(lines) + "\n"
 
 
-def build_script(target: Target, default_precision: str) -> str:
-    """``build_on_device.sh``: the same builder, the device's system Python and TensorRT, no torch."""
-    return """#!/usr/bin/env bash
-# Build the TensorRT engine for {target} on the device, with its system Python ({python}) and
-# TensorRT bindings: the same builder inception-deploy uses (python/engines), no torch, no modelopt.
-# Usage: ./build_on_device.sh [int8|fp16|fp32] [extra `engines build` options, e.g. --dla-core 0]
-set -euo pipefail
+def _python_of(target: Target) -> str:
+    return "Python %s" % target.python if target.python else "Python 3.8+"
+
+
+def _prologue(b: BundleText) -> str:
+    """The scripts' common start: strict mode, the bundle folder, the precision (only bundled ones), Python."""
+    allowed = "|".join(b.precisions)
+    return """set -euo pipefail
 HERE="$(cd "$(dirname "${{BASH_SOURCE[0]}}")" && pwd)"
 PRECISION="${{1:-{precision}}}"
-shift || true
+case "$PRECISION" in
+  {allowed}) shift || true ;;
+  *) echo "error: this bundle builds {allowed} (it carries their ONNX); got '$PRECISION'" >&2; exit 2 ;;
+esac
 PYTHON="${{PYTHON:-python3}}"
 cd "$HERE"
-if command -v sha256sum >/dev/null; then
-  sha256sum --quiet -c SHA256SUMS || {{ echo "error: bundle files changed or incomplete (SHA256SUMS)"; exit 2; }}
+""".format(precision=shlex.quote(b.default_precision), allowed=allowed)
+
+
+def build_script(b: BundleText) -> str:
+    """``build_on_device.sh``: the project's builder (python/engines), the device's Python and TensorRT.
+    It builds only the precisions whose ONNX the bundle carries."""
+    t = b.target
+    allowed = "|".join(b.precisions)
+    return """#!/usr/bin/env bash
+# Build the TensorRT engine for {target} on the device, with its system Python ({python}) and TensorRT
+# bindings: the same builder inception-deploy uses (python/engines: standard library + TensorRT only).
+# Usage: ./build_on_device.sh [{allowed}] [--softmax] [--dla-core N] [other `engines build` options]
+#   --softmax  the engine outputs softmax probabilities (the one DeepStream's classifier parser needs)
+{prologue}if command -v sha256sum >/dev/null; then
+  sha256sum --quiet -c SHA256SUMS || {{ echo "error: bundle files changed or incomplete (SHA256SUMS)" >&2; exit 2; }}
 fi
 if ! "$PYTHON" -c "import tensorrt" 2>/dev/null; then
   echo "error: $PYTHON cannot import tensorrt; on a Jetson install it with 'sudo apt install python3-libnvinfer'" \\
        "(part of JetPack), elsewhere 'pip install tensorrt'" >&2
   exit 3
 fi
-"$PYTHON" -c "import numpy" 2>/dev/null || {{ echo "error: numpy missing: sudo apt install python3-numpy" >&2; exit 3; }}
-PYTHONPATH="$HERE/python" exec "$PYTHON" -m engines build --onnx-dir "$HERE/model" --target {target} \\
+PYTHONPATH="$HERE/python" exec "$PYTHON" -m engines build --onnx-dir "$HERE/model" --target {target_q} \\
   --precision "$PRECISION" --out "$HERE/out" --no-bundle "$@"
-""".format(target=target.name, precision=default_precision, python=_python_of(target))
+""".format(target=t.name, target_q=shlex.quote(t.name), python=_python_of(t), allowed=allowed,
+           prologue=_prologue(b))
 
 
-def _python_of(target: Target) -> str:
-    text = target.jetpack or target.tensorrt
-    for token in ("Python 3.8", "Python 3.10", "Python 3.12"):
-        if token in text:
-            return token
-    return "Python 3.8+"
+def verify_script(b: BundleText) -> str:
+    """``verify_on_device.sh``: build the engine if needed, run it on the bundled images against the
+    host's FP32 logits, write the same report.json the host bench writes (gate it on the host)."""
+    t = b.target
+    allowed = "|".join(b.precisions)
+    return """#!/usr/bin/env bash
+# Verify the {target} engine on this device: builds it if needed (./build_on_device.sh), runs it on the
+# class-balanced images in eval/ and compares with the FP32 logits the host computed for them; writes
+# out/verify/<precision>/report.json (the host bench's format: top-1/top-5, drop and agreement against the
+# host FP32, KL, latency percentiles, GPU vs end-to-end time, power mode and clocks where readable).
+# Needs numpy and Pillow beside TensorRT (JetPack: sudo apt install python3-numpy python3-pil).
+# Usage: ./verify_on_device.sh [{allowed}] [--dla-core N] [extra `benchmarks.device_verify` options]
+# Then on the host: inception-deploy gate --report report.json --baseline <device baseline>
+{prologue}DLA=()
+if [ "${{1:-}}" = "--dla-core" ]; then DLA=(--dla-core "$2"); shift 2; fi
+"$PYTHON" -c "import numpy, PIL" 2>/dev/null || {{
+  echo "error: verification needs numpy and Pillow: sudo apt install python3-numpy python3-pil" >&2; exit 3; }}
+"$HERE/build_on_device.sh" "$PRECISION" ${{DLA[@]+"${{DLA[@]}}"}}
+PYTHONPATH="$HERE/python" exec "$PYTHON" -m benchmarks.device_verify --bundle "$HERE" --target {target_q} \\
+  --precision "$PRECISION" ${{DLA[@]+"${{DLA[@]}}"}} --out "$HERE/out/verify/$PRECISION" "$@"
+""".format(target=t.name, target_q=shlex.quote(t.name), allowed=allowed, prologue=_prologue(b))
 
 
-def readme(target: Target, m: Manifest, reason: str, precisions: Dict[str, str], notes: Sequence[str],
-           commands: Dict[str, str], bundle_name: str) -> str:
-    rows = "\n".join("| %s | `model/%s` |" % (p, f) for p, f in precisions.items())
-    trtexec = "\n\n".join("%s:\n\n```sh\n%s\n```" % (p, cmd) for p, cmd in commands.items())
-    note_text = "\n".join("- %s" % n for n in notes) if notes else "- none"
-    return """# {model} for {target}: deploy bundle
-
-{description}. Made by `inception-deploy` on a host that cannot build this target's engine:
-{reason}.
-
-**Needs:** {needs}. The engine is built on the device itself, by the same builder the project uses
-(`python/engines`), with the device's system Python and TensorRT bindings (no torch, no modelopt).
-
-## Build the engine on the device
-
-```sh
-scp -r {bundle} <user>@<device>:~/
-ssh <user>@<device> '~/{bundle}/build_on_device.sh {precision}'
-```
-
-`build_on_device.sh [int8|fp16|fp32] [--dla-core 0|1] [--batch MIN,OPT,MAX]` checks the files against
-`SHA256SUMS`, then writes `{engine}` and its manifest
-(`model.engine.json`: TensorRT version, GPU, power mode, layer precisions, build time).
-
-| precision | built from |
-| --- | --- |
-{rows}
-
-## The same with trtexec
-
-`./trtexec_commands.sh [precision]` runs these ({tensorrt}):
-
-{trtexec}
-
-## DeepStream
-
-`deepstream/config_infer_primary_classifier.txt` is an `nvinfer` primary-classifier config for this
-model (preprocessing from its manifest; see the comments there for what nvinfer cannot express),
-`deepstream/labels.txt` its labels. Point a pipeline's `nvinfer config-file-path` at it.
-
-## Notes
-
-{notes}
-""".format(model=m.model.name, target=target.name, description=target.description, reason=reason,
-           needs=target.jetpack or target.tensorrt, bundle=bundle_name, precision=next(iter(precisions)),
-           engine=engine_relpath(target, m.model.name, next(iter(precisions))), rows=rows, trtexec=trtexec or "-",
-           notes=note_text, tensorrt=target.tensorrt)
+def copy_hint(bundle_path: str, target: Target, precision: str, dla_core: int = -1) -> List[str]:
+    """The two commands that ship a bundle and build on the device, every word quoted."""
+    device = "user@jetson" if target.is_jetson else "user@server"
+    name = os.path.basename(os.path.normpath(bundle_path))
+    remote = "~/%s/build_on_device.sh %s" % (shlex.quote(name), shlex.quote(precision))
+    if dla_core >= 0:
+        remote += " --dla-core %d" % dla_core
+    return ["scp -r %s %s:~/" % (shlex.quote(bundle_path), device), "ssh %s %s" % (device, shlex.quote(remote))]
 
 
 def relpath(path: str, start: str) -> str:

@@ -3,19 +3,24 @@
 A target says which TensorRT builds it (``flavour``), for which compute capabilities, with which
 precisions, batch profile, workspace, optimisation level, DLA use and ONNX opset ceiling, and
 (for Jetson) which JetPack it needs. Aliases (``jetson`` -> ``jetson-orin``) resolve here.
-Device-side: stdlib only, Python 3.8.
+
+TOML is read with ``tomllib`` (Python 3.11+) or its backport ``tomli`` (3.8-3.10). A deploy bundle
+carries its one target resolved to JSON (:func:`write_target_json`), so the builder on a device
+needs no TOML reader at all. Device-side: stdlib only, Python 3.8.
 """
+import json
 import os
 from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
-from engines import toml_lite
+from pipeline import atomic
 from pipeline.errors import UserError
 
 TARGETS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "targets")
 PRECISIONS = ("fp32", "fp16", "int8")
 PLATFORMS = ("rtx", "jetson", "datacenter")
 INT8_MODES = ("qdq", "implicit")
+DLA_INT8_MODES = ("implicit", "qdq")
 HW_COMPAT = ("none", "ampere_plus", "same_compute_capability")
 
 
@@ -52,6 +57,7 @@ class DlaConfig:
     cores: int = 0           # DLA cores the device has
     core: int = -1           # default: -1 = GPU, else the DLA core to build for
     gpu_fallback: bool = True
+    int8_mode: str = "implicit"   # where DLA INT8 scales come from: calibration cache, or Q/DQ nodes
 
 
 @dataclass(frozen=True)
@@ -73,6 +79,10 @@ class Target:
     dla: DlaConfig = DlaConfig()
     jetpack: str = ""
     tensorrt_major: int = 0             # TensorRT generation on the target (0: TensorRT-RTX); for trtexec text
+    tensorrt_minor: int = 0             # its minor version (8.5 vs 8.6 differ in trtexec options)
+    cuda: str = ""                      # CUDA on the target (JetPack's, or the TensorRT wheels')
+    python: str = ""                    # the Python the target's TensorRT bindings are for
+    deepstream: str = ""                # the DeepStream release for that TensorRT/JetPack
     aliases: Tuple[str, ...] = ()
     path: str = field(default="", compare=False)
 
@@ -90,11 +100,16 @@ class Target:
         b = batch or self.batch
         return BatchProfile(b.opt, b.opt, b.opt) if dla_core >= 0 else b
 
-    def onnx_for(self, precision: str) -> str:
+    def int8_mode_for(self, dla_core: int = -1) -> str:
+        """How INT8 is built: ``qdq`` (the Q/DQ ONNX) or ``implicit`` (FP32 ONNX + calibration cache).
+        The DLA has its own rule (``[dla] int8_mode``), since it takes INT8 scales differently."""
+        return self.dla.int8_mode if dla_core >= 0 else self.int8_mode
+
+    def onnx_for(self, precision: str, dla_core: int = -1) -> str:
         """The ONNX file this target builds ``precision`` from (names beside ``model.onnx``)."""
         if precision == "fp16":
             return "model.fp16.onnx"
-        if precision == "int8" and self.int8_mode == "qdq":
+        if precision == "int8" and self.int8_mode_for(dla_core) == "qdq":
             return "model.int8.onnx"
         return "model.onnx"  # fp32, and implicit INT8 (plus the calibration cache)
 
@@ -140,7 +155,7 @@ def _as_tuple(value: Any, key: str, where: str) -> Tuple[str, ...]:
 _REQUIRED = ("name", "description", "platform", "flavour", "tensorrt", "compute_capabilities", "precisions",
              "default_precision", "int8_mode", "max_opset", "workspace_mib", "optimization_level",
              "hardware_compatibility", "batch")
-_OPTIONAL = ("aliases", "jetpack", "dla", "tensorrt_major")
+_OPTIONAL = ("aliases", "jetpack", "dla", "tensorrt_major", "tensorrt_minor", "cuda", "python", "deepstream")
 
 
 def parse_target(data: Dict[str, Any], where: str) -> Target:
@@ -172,9 +187,15 @@ def parse_target(data: Dict[str, Any], where: str) -> Target:
     try:
         profile = BatchProfile(int(batch["min"]), int(batch["opt"]), int(batch["max"]))
         dla_cfg = DlaConfig(cores=int(dla.get("cores", 0)), core=int(dla.get("core", -1)),
-                            gpu_fallback=bool(dla.get("gpu_fallback", True)))
+                            gpu_fallback=bool(dla.get("gpu_fallback", True)),
+                            int8_mode=str(dla.get("int8_mode", "implicit")))
     except (KeyError, TypeError, ValueError) as e:
         raise UserError("%s: bad [batch] or [dla] table (%s)" % (where, e)) from None
+    unknown_dla = sorted(set(dla) - {"cores", "core", "gpu_fallback", "int8_mode"})
+    if unknown_dla or dla_cfg.int8_mode not in DLA_INT8_MODES:
+        raise UserError("%s: [dla] takes cores, core, gpu_fallback and int8_mode (%s)%s"
+                        % (where, " or ".join(DLA_INT8_MODES),
+                           "; unknown: " + ", ".join(unknown_dla) if unknown_dla else ""))
     return Target(name=data["name"], description=data["description"], platform=data["platform"],
                   flavour=data["flavour"], tensorrt=data["tensorrt"],
                   compute_capabilities=_as_tuple(data["compute_capabilities"], "compute_capabilities", where),
@@ -182,16 +203,39 @@ def parse_target(data: Dict[str, Any], where: str) -> Target:
                   max_opset=data["max_opset"], workspace_mib=data["workspace_mib"],
                   optimization_level=data["optimization_level"], hardware_compatibility=data["hardware_compatibility"],
                   batch=profile, dla=dla_cfg, jetpack=data.get("jetpack", ""),
-                  tensorrt_major=int(data.get("tensorrt_major", 0)),
+                  tensorrt_major=int(data.get("tensorrt_major", 0)), tensorrt_minor=int(data.get("tensorrt_minor", 0)),
+                  cuda=str(data.get("cuda", "")), python=str(data.get("python", "")),
+                  deepstream=str(data.get("deepstream", "")),
                   aliases=_as_tuple(data.get("aliases", []), "aliases", where), path=where)
 
 
-def load_target_file(path: str) -> Target:
-    with open(path, encoding="utf-8") as f:
+def _toml_loads(text: str, path: str) -> Dict[str, Any]:
+    try:
+        import tomllib as toml  # novermin  (Python 3.11+; tomli below on 3.8-3.10)
+    except ImportError:
         try:
-            data = toml_lite.loads(f.read())
+            import tomli as toml  # type: ignore[no-redef]  # the same parser for Python 3.8-3.10
+        except ImportError:
+            raise UserError("%s: reading target files on Python < 3.11 needs tomli (pip install tomli, or "
+                            "install inception-deploy, which depends on it); a deploy bundle carries its target "
+                            "as JSON and needs nothing" % path) from None
+    try:
+        return toml.loads(text)
+    except toml.TOMLDecodeError as e:
+        raise UserError("%s: not valid TOML (%s)" % (path, e)) from None
+
+
+def load_target_file(path: str) -> Target:
+    """A ``<name>.toml`` target file, or the ``<name>.json`` a deploy bundle carries."""
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    if path.endswith(".json"):
+        try:
+            data = json.loads(text)
         except ValueError as e:
-            raise UserError("%s: not valid TOML (%s)" % (path, e)) from None
+            raise UserError("%s: not valid JSON (%s)" % (path, e)) from None
+    else:
+        data = _toml_loads(text, path)
     target = parse_target(data, path)
     stem = os.path.splitext(os.path.basename(path))[0]
     if target.name != stem:
@@ -199,12 +243,22 @@ def load_target_file(path: str) -> Target:
     return target
 
 
+def write_target_json(target: Target, folder: str) -> str:
+    """``<folder>/<name>.json``: the target resolved to plain JSON (what a deploy bundle ships)."""
+    path = os.path.join(folder, target.name + ".json")
+    atomic.write_json(path, target.to_dict())
+    return path
+
+
 def load_targets(folder: str = TARGETS_DIR) -> Dict[str, Target]:
     """All targets in ``folder`` by name; aliases must not collide with names or each other."""
     targets: Dict[str, Target] = {}
     for name in sorted(os.listdir(folder)):
-        if name.endswith(".toml"):
+        if name.endswith((".toml", ".json")):
             t = load_target_file(os.path.join(folder, name))
+            if t.name in targets:
+                raise UserError("target %s is defined twice in %s (%s.toml and %s.json); keep one"
+                                % (t.name, folder, t.name, t.name))
             targets[t.name] = t
     seen: Dict[str, str] = {}
     for t in targets.values():

@@ -138,6 +138,33 @@ class TrtApi:
         return out
 
 
+@dataclass(frozen=True)
+class TargetCapabilities:
+    """What a target's own TensorRT offers for choosing a network mode, from its generation alone.
+
+    Used where the builder's choice must be written down away from the device (the trtexec lines of
+    a deploy bundle). The same answers as :class:`TrtApi` detects from each generation's real
+    attribute set (tests/test_engines_trt_api.py checks them against the 8.5, 10.13 and 11.1
+    snapshots), so :func:`engines.builder.resolve_network_mode` takes either.
+    """
+
+    label: str
+    strongly_typed: bool
+    fp16_flag: bool
+    int8_flag: bool
+    int8_calibrator: bool
+    dla: bool
+
+    @classmethod
+    def of(cls, flavour: str, major: int, minor: int = 0, has_dla: bool = False) -> "TargetCapabilities":
+        if flavour == "tensorrt_rtx":
+            return cls("TensorRT-RTX", True, False, False, False, False)
+        label = "TensorRT %d.%d" % (major, minor) if minor else "TensorRT %d.x" % major
+        flags = major < 11                      # BuilderFlag.FP16/INT8 are gone in 11.x (strongly typed only)
+        return cls(label, strongly_typed=major >= 10, fp16_flag=flags, int8_flag=flags,
+                   int8_calibrator=major <= 10, dla=has_dla and major <= 10)
+
+
 def sm_to_cc(name: str) -> str:
     """``SM86`` -> ``8.6``, ``SM120`` -> ``12.0``."""
     digits = name[2:]
@@ -159,15 +186,17 @@ def _version_of(module: Any) -> str:
     return str(getattr(module, "__version__", "") or "unknown")
 
 
-def import_tensorrt(prefer: Optional[str] = None) -> TrtApi:
-    """Import ``tensorrt`` or ``tensorrt_rtx`` (``prefer`` first, then the other).
+def import_tensorrt(prefer: Optional[str] = None, only: bool = False) -> TrtApi:
+    """Import ``tensorrt`` or ``tensorrt_rtx`` (``prefer`` first, then the other; with ``only``, just
+    ``prefer``: a plan loads only in the flavour that wrote it, whatever else is installed).
 
-    Raises :class:`Unsupported` naming both packages when neither imports.
+    Raises :class:`Unsupported` naming the packages tried when none imports.
     """
     if prefer is not None and prefer not in FLAVOURS:
         raise ValueError("prefer must be one of %s, got %r" % (", ".join(FLAVOURS), prefer))
     order = [prefer] if prefer else []
-    order += [f for f in FLAVOURS if f not in order]
+    if not (only and prefer):
+        order += [f for f in FLAVOURS if f not in order]
     reasons = []
     for flavour in order:
         try:

@@ -2,7 +2,8 @@
 
 A temp file is written in the destination folder (same filesystem) and renamed over the final
 path with ``os.replace``; on any exception the temp file is removed and the destination is left
-as it was.
+as it was. Temp names carry the writer's pid (``.<name>-pid<PID>-<random>.tmp``), so what a
+killed writer leaves is recognised and removed by the next run (``pipeline.publish``).
 """
 import contextlib
 import json
@@ -10,6 +11,8 @@ import os
 import shutil
 import tempfile
 from typing import Any, Iterator
+
+from pipeline.publish import temp_tag
 
 
 @contextlib.contextmanager
@@ -21,7 +24,7 @@ def atomic_path(path: str, suffix: str = "") -> Iterator[str]:
     """
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=suffix + ".tmp",
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + temp_tag(), suffix=suffix + ".tmp",
                                dir=folder)
     os.close(fd)
     try:

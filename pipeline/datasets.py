@@ -7,22 +7,34 @@ Layouts, detected in this order:
   id); the index comes from the model's ``label_names``, never from sorted folder order;
 - flat: ``root/<wnid>_<anything>.JPEG`` (label parsed from the prefix), else unlabeled (-1).
 
-Unreadable or truncated images are counted and reported (``skipped``) or, with ``strict``,
-fail the run with the file named; a bad file never crashes a run halfway.
+Every image is read by :func:`load_image`, the one loader (bench, calibrate, export parity, the
+runtime's file helper): decode with Pillow, then apply the EXIF orientation, as ``cv2.imread``
+and most viewers do, so a photo taken sideways reaches the network upright on every path.
+GIFs give their first frame.
+
+Unreadable or truncated images are counted once each and reported (``skipped``) or, with
+``strict``, fail the run with the file named; a bad file never crashes a run halfway.
+
+An image set is identified by its content (:meth:`ImageFolder.fingerprint`: relative path,
+label and sha256 of every file), with the file hashes cached by path, size, mtime, ctime and
+inode (:class:`HashCache`) so that fingerprinting 5,000 images again costs a directory scan.
 """
 import hashlib
 import os
 import random
+import sys
 from dataclasses import dataclass, field
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from pipeline.errors import UserError
+from pipeline.hashing import cached_sha256, file_sha256, hash_cache  # noqa: F401  (re-exported: older imports)
 from pipeline.preprocess import Preprocessing, stack
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".gif")
 UNLABELED = -1
+FINGERPRINT_METHOD = "sha256 of sorted (relative path, label, content sha256)"
 
 
 @dataclass(frozen=True)
@@ -58,27 +70,53 @@ class ImageFolder:
     def subset(self, samples: Sequence[Sample]) -> "ImageFolder":
         return ImageFolder(self.root, list(samples), self.layout, [], self.strict)
 
+    def content_sha256(self, progress: Optional[str] = None) -> List[str]:
+        """sha256 of every sample's file, in sample order (cached: :class:`HashCache`)."""
+        return hash_cache().sha256_many([s.path for s in self.samples], progress)
+
     def fingerprint(self) -> str:
-        """sha256 over the sorted relative paths and labels: identifies the image *set*."""
+        """Identifies the image *set* by content: sha256 over the sorted (relative path, label, file sha256).
+
+        Other pictures under the same file names give another fingerprint (:data:`FINGERPRINT_METHOD`)."""
+        digests = dict(zip((s.path for s in self.samples), self.content_sha256()))
         h = hashlib.sha256()
         for s in sorted(self.samples, key=lambda s: s.path):
-            h.update(("%s\t%d\n" % (os.path.relpath(s.path, self.root), s.label)).encode())
+            h.update(("%s\t%d\t%s\n" % (os.path.relpath(s.path, self.root), s.label, digests[s.path])).encode())
         return h.hexdigest()
 
     def load(self, sample: Sample) -> Optional[object]:
-        """The decoded PIL image, or None (recorded in ``skipped``) if the file is unreadable."""
-        from PIL import Image
-
+        """The decoded PIL image (:func:`load_image`), or None (recorded once in ``skipped``) if unreadable."""
         try:
-            with Image.open(sample.path) as img:
-                img.load()
-                return img.copy()
-        except (OSError, ValueError, Image.DecompressionBombError) as e:
+            return load_image(sample.path)
+        except UserError as e:
             if self.strict:
-                raise UserError(f"unreadable image {sample.path}: {e} (remove it, or run without --strict "
-                                "to skip and count such files)") from None
-            self.skipped.append((sample.path, str(e).splitlines()[0] if str(e) else type(e).__name__))
+                raise UserError(f"{e} (remove it, or run without --strict to skip and count such files)") from None
+            if not any(path == sample.path for path, _ in self.skipped):
+                self.skipped.append((sample.path, str(e).split(": ", 1)[-1]))
             return None
+
+    def readable(self, progress: Optional[str] = None) -> "ImageFolder":
+        """This folder without the samples that do not decode (each recorded in ``skipped``).
+
+        JPEGs are decoded at reduced scale (``draft``), which still reads every byte and so
+        still catches truncated files, at a fraction of the full decode's cost."""
+        from pipeline.progress import Progress
+
+        bar = Progress(len(self.samples), progress, unit="img") if progress else None
+        keep = []
+        for sample in self.samples:
+            try:
+                load_image(sample.path, draft=True)
+                keep.append(sample)
+            except UserError as e:
+                if self.strict:
+                    raise
+                self.skipped.append((sample.path, str(e).split(": ", 1)[-1]))
+            if bar:
+                bar.update(1)
+        if bar:
+            bar.close(f"{len(self.skipped)} unreadable" if self.skipped else "")
+        return ImageFolder(self.root, keep, self.layout, list(self.skipped), self.strict)
 
     def batches(self, preprocessing: Preprocessing, batch_size: int = 64,
                 progress: Optional[str] = None) -> Iterator[Batch]:
@@ -108,6 +146,26 @@ class ImageFolder:
 
     def skipped_report(self) -> Dict[str, object]:
         return {"count": len(self.skipped), "files": [{"path": p, "reason": r} for p, r in self.skipped[:50]]}
+
+
+def load_image(path: str, draft: bool = False) -> Any:
+    """Decode ``path`` with Pillow and apply its EXIF orientation (as ``cv2.imread`` does); a PIL image.
+
+    An unreadable, truncated or oversized file is a UserError naming it. ``draft`` lets JPEGs
+    decode at reduced scale (a readability check, not for preprocessing)."""
+    from PIL import Image, ImageOps
+
+    try:
+        with Image.open(path) as img:
+            if draft and img.format == "JPEG":
+                img.draft("RGB", (max(1, img.width // 8), max(1, img.height // 8)))
+            img.load()
+            try:
+                return ImageOps.exif_transpose(img)
+            except Exception:  # a malformed EXIF block: keep the pixels as stored, as cv2 does
+                return img.copy()
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+        raise UserError(f"unreadable image {path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
 
 
 def _is_image(name: str) -> bool:
@@ -196,10 +254,3 @@ def select(samples: Sequence[Sample], count: int, seed: int) -> List[Sample]:
         depth += 1
     return sorted(chosen, key=lambda s: s.path)
 
-
-def file_sha256(path: str, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()

@@ -3,12 +3,12 @@
 The graph has one input ``input`` (N, 3, H, W) float32 with a dynamic batch and one output
 ``logits``. It is checked (``onnx.checker``, shape inference), run in ONNX Runtime on real
 images with the model's own preprocessing and compared with PyTorch; the files appear at the
-output path only if every check passes (temp files, then rename).
+output path only if every check passes, published together under the folder's run lock
+(:mod:`pipeline.publish`).
 """
 import json
 import os
 import shutil
-import tempfile
 import time
 import warnings
 from dataclasses import asdict, dataclass
@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from pipeline import manifest as mf
+from pipeline import publish
 from pipeline.datasets import open_image_folder, select
 from pipeline.errors import CheckFailed, UserError
 from pipeline.models.sources import LoadedModel
@@ -86,10 +87,40 @@ def _inline_identity_initializers(model: Any) -> int:
     return len(rename)
 
 
-def export_onnx(model: torch.nn.Module, path: str, input_shape: List[int], opset: int, exporter: str) -> Dict[str, Any]:
-    """Write ``model`` to ``path``; returns graph facts (nodes, opset, identity nodes removed)."""
-    import onnx
+def opset_range(exporter: str) -> "tuple[int, int]":
+    """The opsets this torch's exporter writes (TorchScript: 7-20 on torch 2.x; dynamo: up to ONNX_MAX_OPSET)."""
+    from torch.onnx import _constants
 
+    low = int(getattr(_constants, "ONNX_MIN_OPSET", 7))
+    high = getattr(_constants, "ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET", None) if exporter == "torchscript" else None
+    return low, int(high or getattr(_constants, "ONNX_MAX_OPSET", 20))
+
+
+def check_opset(opset: int, exporter: str) -> None:
+    low, high = opset_range(exporter)
+    if not low <= opset <= high:
+        raise UserError(f"--opset {opset} is not one the {exporter} exporter of torch {torch.__version__} writes "
+                        f"({low}-{high}); use 17 (JetPack 5's TensorRT 8.5 parser reads up to 17) or another "
+                        "opset in that range")
+
+
+def export_onnx(model: torch.nn.Module, path: str, input_shape: List[int], opset: int, exporter: str) -> Dict[str, Any]:
+    """Write ``model`` to ``path``; returns graph facts (nodes, opset, identity nodes removed).
+
+    An exporter failure is one line (its first), not the exporter's full graph dump; set
+    INCEPTION_DEPLOY_DEBUG=1 for the whole message."""
+    try:
+        _torch_export(model, path, input_shape, opset, exporter)
+    except Exception as e:
+        if os.environ.get("INCEPTION_DEPLOY_DEBUG"):
+            raise
+        first = next((line.strip() for line in str(e).splitlines() if line.strip()), type(e).__name__)
+        raise UserError(f"torch.onnx.export ({exporter}, opset {opset}) failed: {type(e).__name__}: {first[:300]} "
+                        "(INCEPTION_DEPLOY_DEBUG=1 shows the whole message)") from None
+    return _tidy_graph(path)
+
+
+def _torch_export(model: torch.nn.Module, path: str, input_shape: List[int], opset: int, exporter: str) -> None:
     dummy = torch.zeros([2] + list(input_shape), dtype=torch.float32)
     wrapped = _LogitsOnly(model).eval()
     with warnings.catch_warnings():
@@ -102,6 +133,12 @@ def export_onnx(model: torch.nn.Module, path: str, input_shape: List[int], opset
             torch.onnx.export(wrapped, (dummy,), path, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
                               opset_version=opset, dynamo=False, do_constant_folding=True,
                               dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}})
+
+
+def _tidy_graph(path: str) -> Dict[str, Any]:
+    """Inline Identity initializers and name the batch dimension; returns graph facts."""
+    import onnx
+
     proto = onnx.load(path)
     removed = _inline_identity_initializers(proto)
     for tensor in (proto.graph.input[0], proto.graph.output[0]):  # name the batch dimension
@@ -188,13 +225,19 @@ def run_export(loaded: LoadedModel, out_dir: str, parity_images: str, opset: int
                exporter: str = "torchscript", parity_count: int = 64, seed: int = 0,
                tolerance: Optional[ParityTolerance] = None) -> mf.Manifest:
     """Export ``loaded`` to ``<out_dir>/model.onnx`` + ``model.onnx.json``; nothing is left on failure."""
-    tolerance = tolerance or ParityTolerance()
+    check_opset(opset, exporter)
+    with publish.RunLock(out_dir, "export"):
+        return _export_locked(loaded, out_dir, parity_images, opset, exporter, parity_count, seed,
+                              tolerance or ParityTolerance())
+
+
+def _export_locked(loaded: LoadedModel, out_dir: str, parity_images: str, opset: int, exporter: str,
+                   parity_count: int, seed: int, tolerance: ParityTolerance) -> mf.Manifest:
     t0 = time.perf_counter()
     pre = loaded.preprocessing
     input_shape = [3, pre.input_size[0], pre.input_size[1]]
-    os.makedirs(out_dir, exist_ok=True)
     final = os.path.join(out_dir, "model.onnx")
-    work = tempfile.mkdtemp(prefix=".export.", dir=out_dir)
+    work = publish.temp_dir(out_dir, "export")
     try:
         tmp = os.path.join(work, "model.onnx")
         t_exp = time.perf_counter()
@@ -235,9 +278,10 @@ def run_export(loaded: LoadedModel, out_dir: str, parity_images: str, opset: int
         manifest.stage["summary"] = (
             f"{loaded.name}, opset {graph['opset']}, parity on {parity.images} images: max abs error "
             f"{parity.max_abs_error:.1e}, top-1 agreement {100 * parity.top1_agreement:.1f} %")
-        mf.write(manifest, tmp)
-        os.replace(tmp, final)
-        os.replace(mf.sidecar(tmp), mf.sidecar(final))
+        with publish.Publication(out_dir) as pub:
+            pub.add(final, src=tmp)
+            pub.write_manifest(manifest, final)
+            pub.last(final)
         return manifest
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -22,16 +22,33 @@ Envelope::
 import datetime
 import os
 from dataclasses import asdict, dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
 from pipeline import atomic
-from pipeline.datasets import file_sha256
 from pipeline.errors import UserError
-from pipeline.preprocess import Preprocessing
+from pipeline.hashing import file_sha256
+from pipeline.paths import path_component
+
+if TYPE_CHECKING:  # numpy stays optional: the builder on a device reads manifests without it
+    from pipeline.preprocess import Preprocessing
 
 SCHEMA = "inception-deploy/manifest@1"
 KINDS = ("onnx", "onnx-fp16", "onnx-int8", "calibration", "engine", "bundle", "report")
 TOOL_VERSION = "0.1.0"
+# the command that makes an artifact of each kind again (said whenever one is refused)
+REGENERATE = {
+    "onnx": "re-export it (make export, or inception-deploy export)",
+    "onnx-fp16": "re-run calibration (make calibrate, or inception-deploy calibrate --precision fp16)",
+    "onnx-int8": "re-run calibration (make calibrate, or inception-deploy calibrate --precision int8)",
+    "calibration": "re-run calibration (make calibrate, or inception-deploy calibrate --precision int8)",
+    "engine": "rebuild it (make engine, or inception-deploy build ... --force)",
+    "bundle": "write the bundle again (make engine TARGET=..., or inception-deploy build --target ...)",
+    "report": "re-run the benchmark (make bench, or inception-deploy bench)",
+}
+
+
+def regenerate(kind: Optional[str]) -> str:
+    return REGENERATE.get(kind or "", "regenerate it with inception-deploy")
 
 
 @dataclass
@@ -59,7 +76,9 @@ class Manifest:
     schema: str = SCHEMA
 
     # -- convenience --------------------------------------------------------------------------
-    def preprocessing_obj(self) -> Preprocessing:
+    def preprocessing_obj(self) -> "Preprocessing":
+        from pipeline.preprocess import Preprocessing
+
         return Preprocessing.from_dict(self.preprocessing)
 
     @property
@@ -81,6 +100,7 @@ class Manifest:
             raise UserError(f"{where}: unknown kind {d.get('kind')!r}; expected one of {', '.join(KINDS)}")
         try:
             model = ModelRecord(**d["model"])
+            path_component(model.name, "model name", where)
             return cls(kind=d["kind"], artifact=d["artifact"], model=model, preprocessing=d["preprocessing"],
                        io=d["io"], stage=d.get("stage") or {}, parent=d.get("parent"),
                        created=d.get("created", ""), tool=d.get("tool") or {}, schema=d["schema"])
@@ -125,16 +145,43 @@ def read(artifact_path: str, expect_kind: Optional[str] = None, verify: bool = T
             raise UserError(f"manifest {path} found but its artifact {artifact_path} is missing")
         digest = file_sha256(artifact_path)
         if digest != m.artifact.get("sha256"):
-            raise UserError(f"{artifact_path} does not match its manifest (sha256 {digest[:12]}... vs "
-                            f"{str(m.artifact.get('sha256'))[:12]}...): it was changed after it was written; "
-                            "rebuild it")
+            raise UserError(f"{artifact_path} does not match its manifest {os.path.basename(path)} (sha256 "
+                            f"{digest[:12]}... vs {str(m.artifact.get('sha256'))[:12]}...): one of the two was "
+                            f"changed or replaced after they were written together; {regenerate(m.kind)}")
     return m
 
 
 def derive(parent: Manifest, parent_path: str, kind: str, stage: Dict[str, Any],
-           io: Optional[Dict[str, Any]] = None) -> Manifest:
-    """A manifest for an artifact made from ``parent`` (same model, preprocessing and labels)."""
+           io: Optional[Dict[str, Any]] = None, artifact_path: Optional[str] = None) -> Manifest:
+    """A manifest for an artifact made from ``parent`` (same model, preprocessing and labels).
+
+    ``parent.file`` is written relative to the folder of ``artifact_path`` (where the new artifact
+    will live), so the link survives copying both to another machine; without ``artifact_path`` it
+    is absolute. :func:`parent_path` resolves it either way.
+    """
+    if artifact_path is not None:
+        where = relpath(parent_path, os.path.dirname(os.path.abspath(artifact_path)))
+    else:
+        where = os.path.abspath(parent_path)
     return Manifest(kind=kind, artifact={}, model=parent.model, preprocessing=dict(parent.preprocessing),
                     io=dict(io or parent.io), stage=stage,
-                    parent={"file": os.path.relpath(parent_path), "sha256": parent.artifact.get("sha256"),
-                            "kind": parent.kind})
+                    parent={"file": where, "sha256": parent.artifact.get("sha256"), "kind": parent.kind})
+
+
+def relpath(path: str, start: str) -> str:
+    """``path`` relative to the folder ``start``, with ``/`` separators (manifests are read anywhere)."""
+    return os.path.relpath(os.path.abspath(path), os.path.abspath(start)).replace(os.sep, "/")
+
+
+def parent_path(manifest: Manifest, artifact_path: str) -> Optional[str]:
+    """The file ``manifest``'s artifact was made from, if it exists: ``parent.file`` resolved against
+    the artifact's folder (also an absolute path, or one relative to the current folder as older
+    manifests wrote it); ``None`` when the manifest has no parent or the file is not there."""
+    name = (manifest.parent or {}).get("file")
+    if not name:
+        return None
+    here = os.path.dirname(os.path.abspath(artifact_path))
+    for guess in (os.path.join(here, name), name, os.path.join(here, os.path.basename(name))):
+        if os.path.isfile(guess) and os.path.abspath(guess) != os.path.abspath(artifact_path):
+            return os.path.normpath(guess)
+    return None

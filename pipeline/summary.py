@@ -1,7 +1,8 @@
 """One line per stage found under a run folder (from the manifests), then the next command.
 
 Each stage puts a short human line under ``stage.summary`` in its manifests; this module only
-collects them, in pipeline order, so ``make demo`` ends the same way whatever stages ran.
+collects them, in pipeline order, so ``make demo`` ends the same way whatever stages ran. Dot
+folders (a run's work and staging folders, caches) are never reported.
 """
 import json
 import os
@@ -23,7 +24,8 @@ NEXT = {
 
 def _manifests(root: str) -> List[Tuple[str, dict]]:
     found = []
-    for dirpath, _, names in os.walk(root):
+    for dirpath, dirnames, names in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))   # work and staging folders of runs
         for n in sorted(names):
             if not n.endswith(".json"):
                 continue

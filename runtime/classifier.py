@@ -10,7 +10,8 @@ names; an engine runs on TensorRT, an ONNX file on ONNX Runtime, and an engine w
 absent is an error naming the ONNX alternative, never a silent switch.
 
 Thread-safety: a Classifier may be shared by threads. Each thread that calls it gets its own
-backend on first use (its own TensorRT execution context, stream and pinned buffers, or its own
+backend on first use (its own TensorRT execution context, stream and buffers over one shared
+engine, deserialized once per process, or its own
 ONNX Runtime session), so threads never share mutable inference state; :meth:`Classifier.close`
 frees them all. Device-side: numpy (+ onnxruntime or TensorRT), Python 3.8.
 """
@@ -20,6 +21,7 @@ from typing import Any, List, Optional, Sequence
 
 import numpy as np
 
+from pipeline import lineage
 from pipeline import manifest as mf
 from pipeline.errors import UserError
 from pipeline.labels import display_name
@@ -59,6 +61,8 @@ class Classifier:
         self.labels: List[str] = list(manifest.model.label_names)
         descriptions = manifest.model.label_descriptions or {}
         self.label_names: List[str] = [display_name(label, descriptions) for label in self.labels]
+        # an engine built with --softmax (for DeepStream) already outputs probabilities
+        self.outputs_probabilities = (manifest.io.get("output") or {}).get("activation") == "softmax"
         self._options = dict(backend_options)
         self._local = threading.local()
         self._lock = threading.Lock()
@@ -68,20 +72,20 @@ class Classifier:
     # -- construction ------------------------------------------------------------------------
     @classmethod
     def load(cls, path: str, providers: Optional[Sequence[str]] = None, threads: int = 0,
-             cuda_graph: bool = False, device: int = 0) -> "Classifier":
+             cuda_graph: bool = False, device: int = 0, dla_core: Optional[int] = None) -> "Classifier":
         """``model.engine`` (TensorRT) or ``model.onnx`` (ONNX Runtime), each with its ``.json`` manifest.
 
-        ``providers`` / ``threads``: ONNX Runtime options; ``cuda_graph`` / ``device``: TensorRT options.
-        Raises UserError for a missing or mismatched manifest, Unsupported where TensorRT is absent.
+        ``providers`` / ``threads``: ONNX Runtime options; ``cuda_graph`` / ``device`` / ``dla_core`` (the
+        DLA core a DLA engine runs on): TensorRT options. Threads share one deserialized engine.
+        Raises UserError for a missing or mismatched manifest or a broken lineage link
+        (:func:`pipeline.lineage.check`), Unsupported where TensorRT is absent.
         """
         kind = artifact_type(path)
-        manifest = mf.read(path, expect_kind="engine" if kind == "engine" else "onnx*")
+        manifest = lineage.check(path, expect_kind="engine" if kind == "engine" else "onnx*")
         preprocessing = Preprocessing.from_dict(manifest.preprocessing)
-        if len(manifest.model.label_names) != manifest.model.num_classes:
-            raise UserError("%s lists %d label names for %d classes; regenerate the manifest"
-                            % (mf.sidecar(path), len(manifest.model.label_names), manifest.model.num_classes))
         clf = cls(path, manifest, preprocessing,
-                  {"providers": providers, "threads": threads, "cuda_graph": cuda_graph, "device": device})
+                  {"providers": providers, "threads": threads, "cuda_graph": cuda_graph, "device": device,
+                   "dla_core": dla_core})
         clf._backend()   # load now, on the calling thread: a bad model fails here, not at the first frame
         return clf
 
@@ -158,13 +162,24 @@ class Classifier:
                 raise ValueError("frame %d: %s" % (i, e)) from None
         return self.predictions(backend.infer(np.stack(batch)), top_k)
 
+    def classify_file(self, path: str, top_k: int = 5) -> List[Prediction]:
+        """:meth:`classify` for an image file, read by the project's one loader
+        (:func:`pipeline.datasets.load_image`: EXIF orientation applied, as ``cv2.imread`` does)
+        and preprocessed exactly as bench and calibrate do. UserError for an unreadable file."""
+        from pipeline.datasets import load_image
+
+        self._check_top_k(top_k)
+        x = self.preprocessing.image(load_image(path))
+        return self.predictions(self._backend().infer(x[None]), top_k)[0]
+
     def logits(self, batch: np.ndarray) -> np.ndarray:
         """Raw (N, C) logits for an already preprocessed (N, 3, H, W) float32 batch."""
         return self._backend().infer(batch)
 
     def predictions(self, logits: np.ndarray, top_k: int = 5) -> List[List[Prediction]]:
-        """(N, C) logits -> per row the ``top_k`` most probable classes, best first."""
-        probs = softmax(logits)
+        """(N, C) logits (or probabilities, from a ``--softmax`` engine) -> per row the ``top_k`` most
+        probable classes, best first."""
+        probs = logits.astype(np.float64) if self.outputs_probabilities else softmax(logits)
         k = min(int(top_k), probs.shape[1])
         out = []
         for row in probs:

@@ -91,21 +91,28 @@ def engines_onnx_dir(tmp_path_factory, test_model_onnx, calib_dir) -> str:
     work = str(tmp_path_factory.mktemp("engines_modelopt"))
     for name in ("in.onnx", "in_fp16.onnx"):
         shutil.copy(base, os.path.join(work, name))
-    quantize(os.path.join(work, "in.onnx"), quantize_mode="int8", calibration_data=images, calibration_method="max",
-             calibration_eps=["cpu"], high_precision_dtype="fp32", output_path=os.path.join(out, "model.int8.onnx"))
-    mf.write(mf.derive(m, base, "onnx-int8", {"summary": "test Q/DQ INT8 (modelopt max, 32 images)"}),
-             os.path.join(out, "model.int8.onnx"))
-    fp16 = convert_to_mixed_precision(os.path.join(work, "in_fp16.onnx"), low_precision_type="fp16", keep_io_types=True,
-                                      providers=["cpu"])
-    onnx.save(fp16, os.path.join(out, "model.fp16.onnx"))
-    mf.write(mf.derive(m, base, "onnx-fp16", {"summary": "test FP16 (modelopt autocast)"}),
-             os.path.join(out, "model.fp16.onnx"))
     cache = os.path.join(out, "model.int8.calib.cache")
     names = ["input"] + [n.output[0] for n in onnx.load(base).graph.node]
     with open(cache, "w") as f:
         f.write("TRT-8601-EntropyCalibration2\n")
         f.writelines("%s: %s\n" % (n, struct.pack(">f", 0.02).hex()) for n in names)
-    mf.write(mf.derive(m, base, "calibration", {"summary": "test calibration cache"}), cache)
+    cal_side = mf.write(mf.derive(m, base, "calibration", {"summary": "test calibration cache"}, artifact_path=cache),
+                        cache)
+    quantize(os.path.join(work, "in.onnx"), quantize_mode="int8", calibration_data=images, calibration_method="max",
+             calibration_eps=["cpu"], high_precision_dtype="fp32", output_path=os.path.join(out, "model.int8.onnx"))
+    # linked to the cache as the calibrate stage links them (the lineage check follows this link)
+    mf.write(mf.derive(m, base, "onnx-int8", {"summary": "test Q/DQ INT8 (modelopt max, 32 images)",
+                                              "calibration_cache": os.path.basename(cache),
+                                              "calibration_manifest": {"file": os.path.basename(cal_side),
+                                                                       "sha256": mf.file_sha256(cal_side)}},
+                       artifact_path=os.path.join(out, "model.int8.onnx")),
+             os.path.join(out, "model.int8.onnx"))
+    fp16 = convert_to_mixed_precision(os.path.join(work, "in_fp16.onnx"), low_precision_type="fp16", keep_io_types=True,
+                                      providers=["cpu"])
+    onnx.save(fp16, os.path.join(out, "model.fp16.onnx"))
+    mf.write(mf.derive(m, base, "onnx-fp16", {"summary": "test FP16 (modelopt autocast)"},
+                       artifact_path=os.path.join(out, "model.fp16.onnx")),
+             os.path.join(out, "model.fp16.onnx"))
     mf.read(base, expect_kind="onnx")  # the exported ONNX is untouched
     return out
 

@@ -4,7 +4,7 @@ import struct
 import numpy as np
 import pytest
 
-from calibration import cache
+from pipeline import trt_cache as cache
 from pipeline.errors import UserError
 
 SCALES = {

@@ -12,13 +12,13 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from calibration import cache as trt_cache
+from pipeline import trt_cache
 from calibration import data as cdata
 from calibration import methods, qdq, stage
 from calibration.stats import ActivationStats
 from pipeline import manifest as mf
 from pipeline.cli import main
-from pipeline.datasets import file_sha256
+from pipeline.hashing import file_sha256
 from pipeline.errors import UserError
 
 CALIB_COUNT = 64          # below the 300 recommended (warned about): keeps the tests fast

@@ -84,3 +84,82 @@ def test_class_labels_are_the_sorted_wnids_whatever_the_file_order(tmp_path):
     names, descriptions = read_class_labels(str(tmp_path))
     assert names == ["n01", "n02", "n03"]
     assert descriptions == {"n01": "goldfish, Carassius auratus", "n02": "shark", "n03": "n03"}
+
+
+# -- one loader: EXIF orientation, GIFs, unreadable files counted once ---------------------------------
+def _exif_rotated_copy(src, dst, orientation=6, fmt="JPEG"):
+    """``src``'s pixels stored unrotated with an EXIF orientation tag (as a phone held sideways writes)."""
+    from PIL import Image
+
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    with Image.open(src) as img:
+        img.convert("RGB").save(dst, format=fmt, exif=exif.tobytes(), quality=95)
+
+
+def test_exif_orientation_is_applied_as_cv2_imread_does_on_every_path(tmp_path, photos_dir, wnids):
+    import cv2
+
+    from pipeline.datasets import load_image
+
+    name = "n01443537_goldfish.JPEG"
+    with_tag = tmp_path / name
+    _exif_rotated_copy(os.path.join(photos_dir, name), str(with_tag))
+    stored = __import__("PIL.Image", fromlist=["Image"]).open(str(with_tag)).size
+    upright = load_image(str(with_tag))
+    assert upright.size == stored[::-1]                              # rotated a quarter turn
+    frame = cv2.imread(str(with_tag), cv2.IMREAD_COLOR)                 # what the runtime's camera apps read
+    assert np.array_equal(np.asarray(upright.convert("RGB"))[:, :, ::-1], frame)
+    pre = Preprocessing((56, 56), interpolation="bicubic")
+    ds = open_image_folder(str(tmp_path), wnids)
+    batch = next(ds.batches(pre, 4))                                    # bench / calibrate / export parity
+    assert np.allclose(batch.images[0], pre.frame(frame), atol=1e-6)
+
+
+def test_gif_files_are_read_not_silently_ignored(tmp_path, photos_dir, wnids):
+    from PIL import Image
+
+    name = "n01443537_goldfish"
+    with Image.open(os.path.join(photos_dir, name + ".JPEG")) as img:
+        img.convert("RGB").save(str(tmp_path / (name + ".gif")))
+    ds = open_image_folder(str(tmp_path), wnids, require_labels=True)
+    assert [os.path.basename(s.path) for s in ds.samples] == [name + ".gif"]
+    assert next(ds.batches(PRE, 1)).images.shape == (1, 3, 56, 56) and not ds.skipped
+
+
+def test_an_unreadable_file_is_counted_once_however_often_it_is_read(tmp_path, photos_dir, wnids):
+    shutil.copy(os.path.join(photos_dir, "n01443537_goldfish.JPEG"), str(tmp_path))
+    (tmp_path / f"{wnids[0]}_bad.JPEG").write_bytes(b"not an image")
+    ds = open_image_folder(str(tmp_path), wnids)
+    for _ in range(3):
+        list(ds.batches(PRE, 2))
+    assert ds.skipped_report()["count"] == 1
+    readable = open_image_folder(str(tmp_path), wnids).readable()
+    assert len(readable) == 1 and len(readable.skipped) == 1
+
+
+# -- the image set's fingerprint is its content ---------------------------------------------------------
+def test_fingerprint_changes_with_content_under_the_same_names(tmp_path, photos_dir):
+    from pipeline.hashing import HashCache
+
+    names = sorted(os.listdir(photos_dir))
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    for i, n in enumerate(names[:5]):
+        shutil.copy(os.path.join(photos_dir, n), str(a / n))
+        shutil.copy(os.path.join(photos_dir, names[10 + i]), str(b / n))   # other pictures, same file names
+    fa, fb = open_image_folder(str(a)).fingerprint(), open_image_folder(str(b)).fingerprint()
+    assert fa != fb
+    assert open_image_folder(str(a)).fingerprint() == fa                  # stable
+    # the hash cache is keyed so that restoring a modified file's size and mtime does not fool it
+    cache = HashCache(str(tmp_path / "cache"))
+    target = a / names[0]
+    before = cache.sha256(str(target))
+    st = os.stat(str(target))
+    data = bytearray(target.read_bytes())
+    data[-3] ^= 0xFF
+    target.write_bytes(bytes(data))
+    os.utime(str(target), ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert os.path.getsize(str(target)) == st.st_size
+    assert HashCache(str(tmp_path / "cache")).sha256(str(target)) != before

@@ -8,6 +8,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -51,8 +52,11 @@ def test_engines_and_manifests(built, engines_onnx_dir):
         assert s["onnx"]["manifest_sha256"] == sha256(mf.sidecar(onnx_path))
         assert s["onnx"]["opset"] == (19 if precision == "int8" else 17)
         cache = os.path.join(engines_onnx_dir, "model.int8.calib.cache")
-        assert s["calibration"]["cache_sha256"] == sha256(cache)
-        assert s["calibration"]["manifest_sha256"] == sha256(mf.sidecar(cache))
+        if precision == "int8":   # the cache the Q/DQ model cites; FP32/FP16 engines have none
+            assert s["calibration"]["cache_sha256"] == sha256(cache)
+            assert s["calibration"]["manifest_sha256"] == sha256(mf.sidecar(cache))
+        else:
+            assert s["calibration"] is None
         assert s["tensorrt"]["flavour"] == "tensorrt_rtx" and s["tensorrt"]["version"] == r.manifest.stage[
             "tensorrt"]["version"] and s["tensorrt"]["features"]["strongly_typed"]
         assert s["cuda"]["version"] == "13"
@@ -127,7 +131,7 @@ def test_a_failing_build_leaves_nothing(tmp_path, engines_onnx_dir, monkeypatch)
     data = open(os.path.join(engines_onnx_dir, "model.onnx"), "rb").read()
     (tmp_path / "truncated" / "model.onnx").write_bytes(data[: len(data) // 3])
     _with_manifest(tmp_path / "truncated" / "model.onnx", m)
-    with pytest.raises(UserError, match="not an ONNX model"):
+    with pytest.raises(UserError, match="not a readable ONNX model"):
         build_engine(str(tmp_path / "truncated"), "rtx", "fp32", str(tmp_path / "out"), progress=False)
     graph = helper.make_graph([helper.make_node("NoSuchOp", ["input"], ["logits"])], "g",
                               [helper.make_tensor_value_info("input", TensorProto.FLOAT, [None, 3, 56, 56])],
@@ -219,3 +223,35 @@ def test_build_command(tmp_path, engines_onnx_dir):
     res = subprocess.run(cmd + ["--precision", "fp32", "--dla-core", "0"], capture_output=True, text=True,
                          cwd=paths.REPO_ROOT)
     assert res.returncode == 2 and res.stderr.startswith("error: target rtx has no DLA"), res.stderr
+
+
+def test_manifests_name_their_parent_relative_to_themselves(built, engines_onnx_dir, tmp_path):
+    """A manifest's parent path means something wherever the two files are copied together."""
+    out, results = built
+    m = results["int8"].manifest
+    assert not os.path.isabs(m.parent["file"]) and not m.parent["file"].startswith(("build/", "/tmp"))
+    assert mf.parent_path(m, results["int8"].engine_path) == os.path.join(engines_onnx_dir, "model.int8.onnx")
+    moved = tmp_path / "copy"
+    shutil.copytree(out, str(moved / "run"))
+    shutil.copytree(engines_onnx_dir, str(moved / os.path.basename(engines_onnx_dir)))
+    rel = os.path.relpath(results["int8"].engine_path, out)
+    here = str(moved / "run" / rel)
+    assert mf.parent_path(mf.read(here), here) == os.path.normpath(
+        str(moved / os.path.basename(engines_onnx_dir) / "model.int8.onnx"))
+
+
+def test_softmax_engine_for_deepstream_is_a_real_build(tmp_path, engines_onnx_dir):
+    """--softmax: TensorRT-RTX builds the network with a SoftMax appended over the classes; the engine
+    outputs FP32 'probabilities', lives in <precision>-softmax/, and its manifest says so."""
+    r = build_engine(engines_onnx_dir, "rtx", "int8", str(tmp_path), progress=False, softmax=True,
+                     compute_capabilities=["8.6"])
+    assert r.engine_path.endswith(os.path.join("int8-softmax", "model.engine"))
+    m = mf.read(r.engine_path, expect_kind="engine")
+    assert m.io["output"]["name"] == "probabilities" and m.io["output"]["activation"] == "softmax"
+    assert m.stage["output"] == {"softmax": True, "name": "probabilities", "replaces": "logits"}
+    assert m.stage["build_key"]["softmax"] is True
+    # the network has the Softmax layer; TensorRT-RTX fuses it with the bias add into one generated
+    # kernel (max-reduce, subtract, exp, sum, divide) and the plan's output is FP32 N x 200 probabilities
+    assert "[Softmax]" in r.log_text
+    assert re.search(r"Name: __myl_\w*Exp\w*Sum\w*Div\w*, LayerType: kgen", r.log_text)
+    assert re.search(r"Name: probabilities, IOMode: Output, DataType: Float, Dimensions: \[-1,200\]", r.log_text)

@@ -5,12 +5,12 @@ import sys
 
 import pytest
 
-from engines import targets, toml_lite
+from engines import targets
 from engines.targets import BatchProfile, resolve_target
 from pipeline import paths
 from pipeline.errors import UserError
 
-REQUIRED = {"jetson-orin": ("8.7",), "jetson-orin-nano": ("8.7",), "jetson-xavier": ("7.2",),
+REQUIRED = {"jetson-orin": ("8.7",), "jetson-orin-nano": ("8.7",), "jetson-orin-nx-8gb": ("8.7",), "jetson-xavier": ("7.2",),
             "datacenter-hopper": ("9.0",), "datacenter-ampere": ("8.0", "8.6"), "datacenter-ada": ("8.9",),
             "rtx": ("8.6", "8.9", "12.0")}
 
@@ -35,26 +35,57 @@ def test_every_target_states_what_a_deployment_needs():
             assert t.dla.gpu_fallback and t.dla.core == -1
 
 
-def test_subset_reader_equals_tomllib_on_every_target_file():
-    """Python 3.8 (JetPack 5) has no tomllib; the fallback reader must read the files identically."""
-    import tomllib
-
-    folder = targets.TARGETS_DIR
-    files = sorted(f for f in os.listdir(folder) if f.endswith(".toml"))
-    assert len(files) >= 7
-    for name in files:
-        with open(os.path.join(folder, name), encoding="utf-8") as f:
-            text = f.read()
-        assert toml_lite.loads_subset(text) == tomllib.loads(text), name
+def _without_tomllib(monkeypatch):
+    """Python < 3.11 as far as the target reader can tell: no tomllib (tomli is what it reads with there)."""
+    monkeypatch.setitem(sys.modules, "tomllib", None)
 
 
-def test_subset_reader_rejects_what_it_does_not_understand():
-    with pytest.raises(toml_lite.TomlError, match="line 2"):
-        toml_lite.loads_subset('a = 1\nb = {x = 1}\n')
-    with pytest.raises(toml_lite.TomlError, match="defined twice"):
-        toml_lite.loads_subset('a = 1\na = 2\n')
-    assert toml_lite.loads_subset('x = "a # b"  # c\n[t]\ny = [1, 2.5, "z", true]\n') == {
-        "x": "a # b", "t": {"y": [1, 2.5, "z", True]}}
+def test_tomli_reads_every_target_file_as_tomllib_does(monkeypatch):
+    """Python 3.8/3.10 (JetPack 5/6) have no tomllib; the backport tomli must give the same targets."""
+    first = targets.load_targets()
+    _without_tomllib(monkeypatch)
+    import tomli  # noqa: F401  (a dependency for Python < 3.11; installed here by the dev extra)
+    assert targets.load_targets() == first and len(first) >= 9
+
+
+def test_non_ascii_text_survives_the_reader(tmp_path, monkeypatch):
+    """The old hand-written reader decoded strings with unicode_escape and mangled UTF-8 text."""
+    good = open(os.path.join(targets.TARGETS_DIR, "rtx.toml"), encoding="utf-8").read()
+    text = good.replace('description = "', 'description = "Grafikkarte für Überwachung, 東京 \\u00e9 – ', 1)
+    (tmp_path / "rtx.toml").write_text(text, encoding="utf-8")
+    _without_tomllib(monkeypatch)
+    t = targets.load_targets(str(tmp_path))["rtx"]
+    assert t.description.startswith("Grafikkarte für Überwachung, 東京 é – ")
+
+
+def test_without_tomllib_and_tomli_the_error_says_what_to_install(tmp_path, monkeypatch):
+    _without_tomllib(monkeypatch)
+    monkeypatch.setitem(sys.modules, "tomli", None)
+    with pytest.raises(UserError) as e:
+        targets.load_targets()
+    assert "pip install tomli" in str(e.value) and "JSON" in str(e.value)
+
+
+def test_a_bundle_carries_its_target_as_json_that_needs_no_toml_reader(tmp_path, monkeypatch):
+    orin = resolve_target("jetson-orin")
+    path = targets.write_target_json(orin, str(tmp_path))
+    _without_tomllib(monkeypatch)
+    monkeypatch.setitem(sys.modules, "tomli", None)
+    assert targets.load_targets(str(tmp_path)) == {"jetson-orin": orin}
+    assert resolve_target("orin", str(tmp_path)) == orin and path.endswith("jetson-orin.json")
+
+
+def test_the_orin_nx_8gb_has_one_dla_core_and_dla_int8_comes_from_the_calibration_cache():
+    nx8, orin = resolve_target("orin-nx-8gb"), resolve_target("jetson-orin-nx-16gb")
+    assert nx8.dla.cores == 1 and orin.name == "jetson-orin" and orin.dla.cores == 2
+    nx8.check_precision("int8", dla_core=0)
+    with pytest.raises(UserError, match="DLA cores 0..0, not 1"):
+        nx8.check_precision("int8", dla_core=1)
+    for t in targets.load_targets().values():
+        if t.has_dla:   # TensorRT 8.5/10.3 take DLA INT8 scales from a calibration cache, not from Q/DQ nodes
+            assert t.dla.int8_mode == "implicit" and t.onnx_for("int8", dla_core=0) == "model.onnx", t.name
+            assert t.int8_mode_for(0) == "implicit"
+    assert orin.onnx_for("int8") == "model.int8.onnx"          # on the GPU: the Q/DQ ONNX
 
 
 @pytest.mark.parametrize("alias,name", [("jetson", "jetson-orin"), ("JETSON", "jetson-orin"),

@@ -186,3 +186,27 @@ def test_cache_calibrator_serves_the_cache_and_no_data():
     assert not calibrator.asked_for_data and calibrator.get_batch(["input"]) is None and calibrator.asked_for_data
     calibrator.write_calibration_cache(memoryview(b"x"))
     assert calibrator.written == b"x"
+
+
+@pytest.mark.parametrize("name, flavour, major, minor", [
+    ("tensorrt-8.5", "tensorrt", 8, 5), ("tensorrt-8.6", "tensorrt", 8, 6), ("tensorrt-10.13", "tensorrt", 10, 13),
+    ("tensorrt-11.1", "tensorrt", 11, 1), ("tensorrt_rtx-1.7", "tensorrt_rtx", 0, 0)])
+def test_target_capabilities_match_what_each_generation_really_has(name, flavour, major, minor):
+    """The trtexec lines decide the network mode from the target's TensorRT version alone
+    (TargetCapabilities); that must be what the real attribute set of that generation detects."""
+    detected = api_of(name)
+    caps = trt_api.TargetCapabilities.of(flavour, major, minor, has_dla=True)
+    for feature in ("strongly_typed", "fp16_flag", "int8_flag", "int8_calibrator"):
+        assert getattr(caps, feature) == getattr(detected, feature), (name, feature)
+    if major and major < 11:
+        assert caps.dla == detected.dla is True
+    # and the builder reaches the same decision from either
+    orin = targets.resolve_target("jetson-orin")
+    for precision, core in (("int8", -1), ("fp16", -1), ("int8", 0), ("fp16", 0)):
+        try:
+            want = builder.resolve_network_mode(detected, orin, precision, core)
+        except Exception as e:  # noqa: BLE001 - the same refusal is expected from both
+            with pytest.raises(type(e)):
+                builder.resolve_network_mode(caps, orin, precision, core)
+            continue
+        assert builder.resolve_network_mode(caps, orin, precision, core) == want

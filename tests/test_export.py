@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from pipeline import manifest as mf
+from pipeline import paths
 from pipeline.cli import main as cli
 from pipeline.datasets import open_image_folder, select
 from pipeline.errors import CheckFailed, UserError
@@ -152,7 +153,17 @@ def test_failed_parity_leaves_nothing_at_the_output_path(tmp_path, test_model, v
     with pytest.raises(CheckFailed, match="parity check failed"):
         run_export(test_model, str(out), val_dir, parity_count=4,
                    tolerance=ParityTolerance(atol=0.0, rtol=0.0, min_top1_agreement=1.01))
-    assert os.listdir(out) == []
+    assert not out.exists()                       # not even the folder its run lock created
+
+
+@pytest.mark.parametrize("exporter", ["torchscript", "dynamo"])
+def test_an_opset_the_exporter_cannot_write_is_one_line_before_any_export(tmp_path, capsys, exporter):
+    out = tmp_path / "out"
+    rc = cli(["export", "--model", "local-dir:" + paths.TEST_MODEL, "--opset", "99",
+              "--exporter", exporter, "--out", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and err.startswith("error: --opset 99 is not one the " + exporter), err
+    assert not out.exists()
 
 
 def test_changed_artifact_is_refused_by_its_manifest(tmp_path, test_model_onnx):

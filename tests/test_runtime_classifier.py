@@ -129,6 +129,24 @@ def test_bad_frame_raises_value_error_and_the_classifier_stays_usable(clf, photo
     assert clf.classify(frame) == before
 
 
+def test_classify_file_reads_an_exif_rotated_photo_as_cv2_imread_does(clf, photos_dir, tmp_path):
+    """One rule for image files on every path: the EXIF orientation is applied (docs: README, preprocessing)."""
+    import cv2
+    from PIL import Image
+
+    exif = Image.Exif()
+    exif[0x0112] = 8                                        # stored rotated a quarter turn the other way
+    path = str(tmp_path / "sideways.jpg")
+    with Image.open(os.path.join(photos_dir, "n01443537_goldfish.JPEG")) as img:
+        img.convert("RGB").save(path, exif=exif.tobytes(), quality=95)
+    from_file = clf.classify_file(path, top_k=5)
+    from_frame = clf.classify(cv2.imread(path, cv2.IMREAD_COLOR), top_k=5)
+    assert [p.label_id for p in from_file] == [p.label_id for p in from_frame]
+    assert from_file[0].probability == pytest.approx(from_frame[0].probability, abs=1e-6)
+    with pytest.raises(UserError, match="unreadable image"):
+        clf.classify_file(os.path.join(photos_dir, "..", "README.md"))
+
+
 def test_bad_top_k_is_a_value_error(clf, photos_dir):
     _, frame = next(photo_frames(photos_dir, count=1))
     for k in (0, -1, 2.5):

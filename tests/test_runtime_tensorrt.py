@@ -68,10 +68,13 @@ class FakeCudart:
     cudaMemcpyKind = real_cudart.cudaMemcpyKind
     cudaStreamCaptureMode = real_cudart.cudaStreamCaptureMode
     cudaStreamNonBlocking = real_cudart.cudaStreamNonBlocking
+    cudaHostAllocMapped = real_cudart.cudaHostAllocMapped
 
     def __init__(self, calls: List[Tuple[str, str, tuple]], fail: Optional[Dict[str, Any]] = None,
-                 devices: int = 1) -> None:
+                 devices: int = 1, integrated: bool = False) -> None:
         self.calls = calls
+        self.integrated = integrated
+        self.mapped: set = set()
         self.fail = dict(fail or {})      # call name -> error code (or (error, nth call))
         self.devices = devices
         self.pinned: Dict[int, Any] = {}
@@ -117,7 +120,8 @@ class FakeCudart:
 
     def cudaGetDeviceProperties(self, device):
         self._enter("cudaGetDeviceProperties", device)
-        return OK, types.SimpleNamespace(name=b"NVIDIA Fake Orin\x00\x00\x00", major=8, minor=7)
+        return OK, types.SimpleNamespace(name=b"NVIDIA Fake Orin\x00\x00\x00", major=8, minor=7,
+                                         integrated=int(self.integrated), canMapHostMemory=int(self.integrated))
 
     def cudaGetErrorString(self, error):
         return OK, ("fake %s" % error.name).encode()
@@ -130,6 +134,23 @@ class FakeCudart:
         buf = ctypes.create_string_buffer(size)
         self.pinned[ctypes.addressof(buf)] = buf
         return OK, ctypes.addressof(buf)
+
+    def cudaHostAlloc(self, size, flags):
+        err = self._enter("cudaHostAlloc", size, flags)
+        if err:
+            return err, None
+        if flags != real_cudart.cudaHostAllocMapped:
+            return self.cudaError_t.cudaErrorInvalidValue, None
+        buf = ctypes.create_string_buffer(size)
+        self.pinned[ctypes.addressof(buf)] = buf
+        self.mapped.add(ctypes.addressof(buf))
+        return OK, ctypes.addressof(buf)
+
+    def cudaHostGetDevicePointer(self, pHost, flags):
+        self._enter("cudaHostGetDevicePointer", pHost, flags)
+        if pHost not in self.mapped:
+            return self.cudaError_t.cudaErrorInvalidValue, None
+        return OK, pHost        # unified addressing: the GPU sees mapped memory at the same address
 
     def cudaFreeHost(self, ptr):
         self._enter("cudaFreeHost", ptr)
@@ -205,8 +226,8 @@ class FakeCudart:
         self.live["graphs"] += 1
         return OK, types.SimpleNamespace(ops=self.capturing.pop(int(stream)))
 
-    def cudaGraphInstantiate(self, graph, flags):
-        self._enter("cudaGraphInstantiate", graph, flags)
+    def cudaGraphInstantiateWithFlags(self, graph, flags):
+        self._enter("cudaGraphInstantiateWithFlags", graph, flags)
         self.live["graph_execs"] += 1
         return OK, types.SimpleNamespace(ops=list(graph.ops))
 
@@ -321,6 +342,16 @@ class FakeRuntime:
     def __init__(self, logger) -> None:
         self.logger = logger
         self.world: FakeWorld = FakeWorld.current
+        self._dla_core = -1
+
+    @property
+    def DLA_core(self):
+        return self._dla_core
+
+    @DLA_core.setter
+    def DLA_core(self, core):
+        self.world.calls.append(("trt", "DLA_core", (core,)))
+        self._dla_core = core
 
     def deserialize_cuda_engine(self, serialized_engine):
         self.world.calls.append(("trt", "deserialize_cuda_engine", (len(serialized_engine),)))
@@ -332,14 +363,17 @@ class FakeWorld:
 
     current: "FakeWorld"
 
-    def __init__(self, flavour: str = "tensorrt_rtx", fail: Optional[Dict[str, Any]] = None, devices: int = 1) -> None:
+    def __init__(self, flavour: str = "tensorrt_rtx", fail: Optional[Dict[str, Any]] = None, devices: int = 1,
+                 integrated: bool = False) -> None:
         self.calls: List[Tuple[str, str, tuple]] = []
-        self.cudart = FakeCudart(self.calls, fail, devices)
+        self.cudart = FakeCudart(self.calls, fail, devices, integrated)
         self.context: Optional[FakeExecutionContext] = None
         trt = types.ModuleType(flavour)
         trt.__version__ = FAKE_VERSIONS[flavour]
         trt.Logger = tensorrt_rtx.Logger
         trt.Runtime = FakeRuntime
+        trt.init_libnvinfer_plugins = lambda logger, namespace: self.calls.append(
+            ("module", "init_libnvinfer_plugins", (namespace,))) or True
         trt.TensorIOMode = tensorrt_rtx.TensorIOMode
         trt.DataType = tensorrt_rtx.DataType
         if flavour == "tensorrt_rtx":
@@ -382,7 +416,7 @@ def write_engine(folder: str, name: str = "model.engine", flavour: str = "tensor
                     stage={"summary": "fake engine", "precision": "fp32", "target": "fake",
                            "tensorrt": {"flavour": flavour, "version": version or FAKE_VERSIONS[flavour]},
                            "device": device},
-                    parent={"file": onnx_path, "sha256": "0" * 64, "kind": "onnx"})
+                    parent={"file": onnx_path, "sha256": mf.file_sha256(onnx_path), "kind": "onnx"})
     mf.write(m, path)
     return path
 
@@ -401,7 +435,12 @@ def trt_engine(tmp_path) -> str:
 
 def install(monkeypatch, world: FakeWorld) -> None:
     """Route the runner's TensorRT import, compatibility check and CUDA calls to ``world``."""
-    monkeypatch.setattr(trt_backend, "load_tensorrt", lambda: from_module(world.trt))
+    def load(flavour=None):   # the runner asks for the flavour its manifest names, and only that one
+        world.calls.append(("load", "load_tensorrt", (flavour,)))
+        if flavour not in (None, world.trt.__name__):
+            raise ImportError("No module named %r" % flavour)
+        return from_module(world.trt)
+    monkeypatch.setattr(trt_backend, "load_tensorrt", load)
     real_check = trt_backend.check_compat
 
     def check(manifest, api, device):   # the real engines.compat check, recorded
@@ -464,7 +503,7 @@ def test_fakes_are_shaped_by_the_real_tensorrt_rtx(fake, real):
 def test_fake_cudart_is_shaped_by_cuda_bindings_runtime():
     public = [n for n, v in vars(FakeCudart).items() if n.startswith("cuda") and inspect.isfunction(v)]
     assert len(public) >= 20
-    for name in ("cudaError_t", "cudaMemcpyKind", "cudaStreamCaptureMode", "cudaStreamNonBlocking"):
+    for name in ("cudaError_t", "cudaMemcpyKind", "cudaStreamCaptureMode", "cudaStreamNonBlocking", "cudaHostAllocMapped"):
         assert getattr(FakeCudart, name) is getattr(real_cudart, name)      # the real enums and constants
     for name in public:
         real = getattr(real_cudart, name)
@@ -493,7 +532,7 @@ def test_every_tensorrt_name_the_runner_calls_exists_in_each_generation(monkeypa
         owners = {"set_input_shape": "IExecutionContext", "get_tensor_shape": "IExecutionContext",
                   "set_tensor_address": "IExecutionContext", "execute_async_v3": "IExecutionContext",
                   "deserialize_cuda_engine": "Runtime", "create_execution_context": "ICudaEngine",
-                  "create_runtime_config": "ICudaEngine"}
+                  "create_runtime_config": "ICudaEngine", "DLA_core": "Runtime"}
         used |= {(owners[name], name) for name in world.names("trt")}
     # engine getters are called on the ICudaEngine directly, not recorded: list them too
     used |= {("ICudaEngine", n) for n in ("num_io_tensors", "get_tensor_name", "get_tensor_mode",
@@ -536,7 +575,7 @@ def test_activation_binds_every_tensor_by_name_once_with_max_batch_buffers(monke
         "tensorrt-rtx" if flavour == "tensorrt_rtx" else "tensorrt", MAX_BATCH, "input", "logits", (3, H, W), CLASSES)
     assert b.describe() == {"name": b.name, "tensorrt": FAKE_VERSIONS[flavour], "cuda_api": "cuda-python",
                             "gpu": "NVIDIA Fake Orin", "compute_capability": "8.7", "cuda_graph": "off",
-                            "max_batch": MAX_BATCH, "engine": "model.engine"}
+                            "max_batch": MAX_BATCH, "engine": "model.engine", "zero_copy": False, "dla_core": -1}
     b.close()
 
 
@@ -613,7 +652,7 @@ def test_cuda_graph_with_tensorrt_captures_once_per_batch_size_and_replays(monke
         assert in_order(first, ["set_input_shape", "cudaMemcpyAsync", "cudaEventRecord",
                                 "execute_async_v3",                       # the ordinary run TensorRT wants first
                                 "cudaStreamBeginCapture", "execute_async_v3", "cudaStreamEndCapture",
-                                "cudaGraphInstantiate", "cudaGraphDestroy", "cudaGraphLaunch",
+                                "cudaGraphInstantiateWithFlags", "cudaGraphDestroy", "cudaGraphLaunch",
                                 "cudaEventRecord", "cudaMemcpyAsync", "cudaStreamSynchronize"]), first
         mode = [c[2][1] for c in world.calls if c[1] == "cudaStreamBeginCapture"][0]
         assert mode == real_cudart.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal
@@ -684,7 +723,7 @@ def test_no_gpu_is_unsupported(monkeypatch, engine):
 
 
 def test_missing_tensorrt_is_unsupported_and_names_the_onnx_alternative(monkeypatch, engine):
-    def no_trt():
+    def no_trt(flavour=None):
         raise ImportError("No module named 'tensorrt'")
     monkeypatch.setattr(trt_backend, "load_tensorrt", no_trt)
     with pytest.raises(Unsupported, match=r"TensorRT is not installed.*model\.onnx.*ONNX Runtime"):
@@ -867,3 +906,123 @@ def test_classifier_on_an_engine_uses_the_same_runner_and_preprocessing(monkeypa
     np.testing.assert_allclose([g.probability for g in got], np.sort(p)[::-1], rtol=1e-4)
     assert got[0].label_name == "thing %d" % got[0].label_id
     assert world.cudart.pinned == {}
+
+
+# -- issue 22: flavour from the manifest, one engine per process, plugins, DLA core, zero-copy, CUDA 11 ----
+def test_the_flavour_comes_from_the_engine_manifest(monkeypatch, engine):
+    """A TensorRT-RTX plan asks for tensorrt_rtx only: with plain TensorRT installed (first in the old
+    import order) it is refused by name instead of being fed to the wrong runtime."""
+    world = FakeWorld("tensorrt")                       # the host's TensorRT; the engine says tensorrt_rtx
+    install(monkeypatch, world)
+    with pytest.raises(Unsupported, match="tensorrt_rtx"):
+        backend(world, engine).activate()
+    assert ("load", "load_tensorrt", ("tensorrt_rtx",)) in world.calls and "deserialize_cuda_engine" not in world.names()
+    # the real import: this host has tensorrt_rtx but no tensorrt, and a plain-TensorRT plan never gets tensorrt_rtx
+    from engines.trt_api import import_tensorrt
+    with pytest.raises(Unsupported, match="tensorrt"):
+        import_tensorrt(prefer="tensorrt", only=True)
+    assert import_tensorrt(prefer="tensorrt_rtx", only=True).flavour == "tensorrt_rtx"
+
+
+def test_threads_share_one_deserialized_engine_with_a_context_each(monkeypatch, trt_engine):
+    import threading
+
+    from runtime import Classifier
+    from runtime.backends import trt_shared
+
+    world = FakeWorld("tensorrt")
+    install(monkeypatch, world)
+    monkeypatch.setattr(trt_backend, "load_cuda_api", lambda prefer=None: CudaRuntimeApi(world.cudart))
+    monkeypatch.setattr(trt_shared, "_PLUGINS", set())
+    frames = [RNG.integers(0, 256, size=(20, 30, 3), dtype=np.uint8) for _ in range(4)]
+    results: Dict[int, Any] = {}
+    with Classifier.load(trt_engine) as clf:
+        def work(i: int) -> None:
+            results[i] = clf.classify(frames[i], top_k=1)[0].label_id
+        threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert trt_shared.live() == 1
+    names = world.names()
+    assert names.count("deserialize_cuda_engine") == 1          # the weights exist once
+    assert names.count("create_execution_context") == 5         # the loading thread + 4 workers
+    assert names.count("init_libnvinfer_plugins") == 1          # before the first deserialize
+    assert names.index("init_libnvinfer_plugins") < names.index("deserialize_cuda_engine")
+    expected = [int(np.argmax(reference_logits(clf.preprocessing.frame(f)[None])[0])) for f in frames]
+    assert [results[i] for i in range(4)] == expected
+    assert trt_shared.live() == 0 and world.cudart.device_mem == {}
+
+
+def _dla_engine(tmp_path, core: int) -> str:
+    path = write_engine(str(tmp_path), flavour="tensorrt")
+    m = mf.read(path)
+    m.stage["dla"] = {"core": core, "gpu_fallback": True}
+    mf.write(m, path)
+    return path
+
+
+def test_a_dla_engine_runs_on_the_core_the_app_chooses(monkeypatch, tmp_path):
+    path = _dla_engine(tmp_path, 0)
+    world = FakeWorld("tensorrt")
+    install(monkeypatch, world)
+    with backend(world, path) as b:                      # default: the core it was built for
+        assert b.describe()["dla_core"] == 0
+    assert ("trt", "DLA_core", (0,)) in world.calls
+    with backend(world, path, dla_core=1) as b:          # the app's choice (an engine runs on any core)
+        x = batch_of(2)
+        np.testing.assert_allclose(b.infer(x), reference_logits(x), rtol=1e-5, atol=1e-5)
+    assert ("trt", "DLA_core", (1,)) in world.calls
+    calls = world.calls
+    assert calls.index(("trt", "DLA_core", (1,))) < [i for i, c in enumerate(calls) if c[1] == "deserialize_cuda_engine"][-1]
+    with pytest.raises(UserError, match="built for DLA core 0, so it cannot run on the GPU"):
+        backend(world, path, dla_core=-1).activate()
+
+
+def test_a_gpu_engine_refuses_a_dla_core(monkeypatch, trt_engine):
+    world = FakeWorld("tensorrt")
+    install(monkeypatch, world)
+    with pytest.raises(UserError, match="built for the GPU, so it cannot run on DLA core 0"):
+        backend(world, trt_engine, dla_core=0).activate()
+    assert "deserialize_cuda_engine" not in world.names()
+
+
+def test_zero_copy_on_an_integrated_gpu_binds_mapped_memory_and_copies_nothing(monkeypatch, trt_engine):
+    world = FakeWorld("tensorrt", integrated=True)       # a Jetson: the GPU shares DRAM and maps host memory
+    install(monkeypatch, world)
+    with backend(world, trt_engine) as b:
+        assert b.describe()["zero_copy"] is True
+        for n in (3, 1, MAX_BATCH):
+            x = batch_of(n)
+            np.testing.assert_allclose(b.infer(x), reference_logits(x), rtol=1e-5, atol=1e-5)
+    names = world.names()
+    assert names.count("cudaHostAlloc") == 2 and names.count("cudaHostGetDevicePointer") == 2
+    assert "cudaMemcpyAsync" not in names and "cudaMalloc" not in names and "cudaMallocHost" not in names
+    assert world.cudart.pinned == {}
+    flags = [c[2][1] for c in world.calls if c[1] == "cudaHostAlloc"]
+    assert flags == [real_cudart.cudaHostAllocMapped] * 2
+    # a discrete GPU keeps the copies; zero_copy=False forces them on a Jetson too
+    world2 = FakeWorld("tensorrt", integrated=True)
+    install(monkeypatch, world2)
+    with backend(world2, trt_engine, zero_copy=False) as b:
+        b.infer(batch_of(2))
+    assert "cudaHostAlloc" not in world2.names() and "cudaMemcpyAsync" in world2.names()
+
+
+def test_every_cuda_call_of_the_runner_exists_alike_in_cuda_python_11_8_and_the_installed_one():
+    """JetPack 5 has CUDA 11.4, so cuda-python 11.8: each cudart call the runner makes must have the same
+    parameters there as in the installed cuda-python (13.x). cudaGraphInstantiate does not (11.x: graph,
+    log buffer, size; 12+: graph, flags), which is why the runner calls cudaGraphInstantiateWithFlags."""
+    src = inspect.getsource(CudaRuntimeApi)
+    called = sorted(set(re.findall(r'_call\("(cuda\w+)"', src)))
+    assert "cudaGraphInstantiateWithFlags" in called and "cudaGraphInstantiate" not in called
+    with open(os.path.join(os.path.dirname(__file__), "data", "cuda_api", "cuda-bindings-11.8.7.json")) as f:
+        old = json.load(f)
+    for name in called:
+        live = _doc_params(getattr(real_cudart, name).__doc__, name)
+        snap = _doc_params(old["functions"][name], name)
+        assert snap and snap[0] in live, (name, snap, live)
+    assert _doc_params(old["functions"]["cudaGraphInstantiate"], "cudaGraphInstantiate") != \
+        _doc_params(real_cudart.cudaGraphInstantiate.__doc__, "cudaGraphInstantiate")
+    assert "cudaHostAllocMapped" in old["constants"] and {"integrated", "canMapHostMemory"} <= set(old["device_prop_fields"])

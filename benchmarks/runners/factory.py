@@ -40,8 +40,11 @@ class Candidate:
 
 
 def candidate_for(path: str) -> Candidate:
-    """A candidate for an artifact file, from its manifest (which must exist and match the file)."""
-    m = mf.read(path)
+    """A candidate for an artifact file, from its manifest; the artifact must pass the lineage check
+    (:func:`pipeline.lineage.check`: its manifest, its parent, its calibration, its graph's I/O)."""
+    from pipeline import lineage
+
+    m = lineage.check(path)
     if m.kind not in RUNNABLE_KINDS:
         raise UserError(f"{path} is a {m.kind!r} artifact; bench and verify run "
                         f"{', '.join(RUNNABLE_KINDS)} artifacts")

@@ -55,7 +55,7 @@ def state_dict_sha256(module: torch.nn.Module) -> str:
 
 
 def _file_sha256(path: str) -> str:
-    from pipeline.datasets import file_sha256
+    from pipeline.hashing import file_sha256
     return file_sha256(path)
 
 

@@ -31,8 +31,9 @@ def artifact_type(path: str) -> str:
 
 
 def open_backend(path: str, providers: Optional[Sequence[str]] = None, threads: int = 0,
-                 cuda_graph: bool = False, device: int = 0) -> Backend:
-    """The backend for ``path`` (not yet activated): TensorRT for engines, ONNX Runtime for ONNX."""
+                 cuda_graph: bool = False, device: int = 0, dla_core: Optional[int] = None) -> Backend:
+    """The backend for ``path`` (not yet activated): TensorRT for engines, ONNX Runtime for ONNX.
+    ``dla_core`` picks the DLA core a DLA engine runs on (default: the one it was built for)."""
     if artifact_type(path) == "engine":
-        return TensorRTBackend(path, cuda_graph=cuda_graph, device=device)
+        return TensorRTBackend(path, cuda_graph=cuda_graph, device=device, dla_core=dla_core)
     return OnnxRuntimeBackend(path, providers=providers, threads=threads)

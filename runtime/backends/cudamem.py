@@ -30,6 +30,13 @@ class DeviceInfo:
     index: int
     name: str
     compute_capability: Tuple[int, int]
+    integrated: bool = False              # shares DRAM with the CPU (Jetson): mapped memory saves the copies
+    can_map_host_memory: bool = False
+
+    @property
+    def zero_copy(self) -> bool:
+        """Mapped (zero-copy) host memory is the faster choice: an integrated GPU that can map it."""
+        return self.integrated and self.can_map_host_memory
 
     @property
     def cc(self) -> str:
@@ -60,6 +67,11 @@ class CudaApi:
         raise NotImplementedError
 
     def free_pinned(self, array: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def alloc_mapped(self, shape: Sequence[int], dtype: Any) -> Tuple[np.ndarray, int]:
+        """Page-locked host memory mapped into the GPU's address space (zero-copy): the array and the
+        device address the GPU reads and writes it at. Freed with :meth:`free_pinned`."""
         raise NotImplementedError
 
     def alloc_device(self, nbytes: int) -> int:
@@ -177,7 +189,9 @@ class CudaRuntimeApi(CudaApi):
         props = self._call("cudaGetDeviceProperties", device)
         name = props.name
         name = name.split(b"\0", 1)[0].decode(errors="replace") if isinstance(name, bytes) else str(name)
-        return DeviceInfo(device, name, (int(props.major), int(props.minor)))
+        return DeviceInfo(device, name, (int(props.major), int(props.minor)),
+                          integrated=bool(getattr(props, "integrated", 0)),
+                          can_map_host_memory=bool(getattr(props, "canMapHostMemory", 0)))
 
     def push(self) -> None:
         self._call("cudaSetDevice", self.device)   # the current device is per host thread
@@ -195,6 +209,14 @@ class CudaRuntimeApi(CudaApi):
         pointer = self._pinned.pop(array.ctypes.data, None)
         if pointer is not None:
             self._call("cudaFreeHost", pointer)
+
+    def alloc_mapped(self, shape: Sequence[int], dtype: Any) -> Tuple[np.ndarray, int]:
+        dtype = np.dtype(dtype)
+        nbytes = int(np.prod(shape)) * dtype.itemsize
+        pointer = int(self._call("cudaHostAlloc", nbytes, self.cudart.cudaHostAllocMapped))
+        array = np.frombuffer((ctypes.c_char * nbytes).from_address(pointer), dtype=dtype).reshape(tuple(shape))
+        self._pinned[array.ctypes.data] = pointer
+        return array, int(self._call("cudaHostGetDevicePointer", pointer, 0))
 
     def alloc_device(self, nbytes: int) -> int:
         return int(self._call("cudaMalloc", int(nbytes)))
@@ -241,7 +263,9 @@ class CudaRuntimeApi(CudaApi):
     def end_capture(self, stream: Any) -> Any:
         graph = self._call("cudaStreamEndCapture", stream)
         try:
-            return self._call("cudaGraphInstantiate", graph, 0)
+            # cudaGraphInstantiateWithFlags(graph, flags) is the same call in cuda-python 11.x (CUDA 11.4 on
+            # JetPack 5) and 12.x/13.x; cudaGraphInstantiate changed (11.x: graph, log buffer, size)
+            return self._call("cudaGraphInstantiateWithFlags", graph, 0)
         finally:
             self._call("cudaGraphDestroy", graph)   # the executable graph keeps what it needs
 
@@ -284,7 +308,14 @@ class PycudaApi(CudaApi):
         dev = drv.Device(device)
         self._context = self._guard("cuDevicePrimaryCtxRetain", dev.retain_primary_context)
         major, minor = dev.compute_capability()
-        return DeviceInfo(device, str(dev.name()), (int(major), int(minor)))
+        attrs = getattr(drv, "device_attribute", None)
+
+        def attr(name: str) -> bool:
+            key = getattr(attrs, name, None)
+            return bool(dev.get_attribute(key)) if key is not None and hasattr(dev, "get_attribute") else False
+
+        return DeviceInfo(device, str(dev.name()), (int(major), int(minor)), integrated=attr("INTEGRATED"),
+                          can_map_host_memory=attr("CAN_MAP_HOST_MEMORY"))
 
     def push(self) -> None:
         self._guard("cuCtxPushCurrent", self._context.push)
@@ -302,6 +333,12 @@ class PycudaApi(CudaApi):
         base = array.base
         if base is not None and hasattr(base, "free"):
             self._guard("cuMemFreeHost", base.free)
+
+    def alloc_mapped(self, shape: Sequence[int], dtype: Any) -> Tuple[np.ndarray, int]:
+        drv = self.driver
+        array = self._guard("cuMemHostAlloc", drv.pagelocked_empty, tuple(shape), np.dtype(dtype), "C",
+                            drv.host_alloc_flags.DEVICEMAP)
+        return array, int(self._guard("cuMemHostGetDevicePointer", array.base.get_device_pointer))
 
     def alloc_device(self, nbytes: int) -> int:
         allocation = self._guard("cuMemAlloc", self.driver.mem_alloc, int(nbytes))

@@ -37,9 +37,9 @@ import numpy as np
 from pipeline import manifest as mf
 from pipeline.errors import Unsupported, UserError
 from runtime.backends.base import Backend
+from runtime.backends import trt_shared
 from runtime.backends.cudamem import CudaApi, CudaError, DeviceInfo, load_cuda_api
 
-_LOGGERS: Dict[str, Any] = {}   # one TensorRT logger per module and process, as TensorRT expects
 
 
 @dataclass
@@ -52,6 +52,7 @@ class IOTensor:
     max_shape: Tuple[int, ...]
     host: np.ndarray          # page-locked, shape ``max_shape``
     device: int               # device address
+    mapped: bool = False      # zero-copy: ``host`` is mapped into the GPU at ``device`` (no copies)
 
 
 # TensorRT DataType member name -> numpy (what ``trt.nptype`` maps; by name, so it holds for every
@@ -66,10 +67,11 @@ def numpy_dtype(trt_dtype: Any) -> Optional[np.dtype]:
     return np.dtype(found) if found is not None else None
 
 
-def load_tensorrt() -> Any:
-    """``engines.trt_api.import_tensorrt()``: the installed TensorRT flavour (``tensorrt`` or ``tensorrt_rtx``)."""
+def load_tensorrt(flavour: Optional[str] = None) -> Any:
+    """``engines.trt_api.import_tensorrt``: the TensorRT flavour that wrote the plan (``tensorrt`` or
+    ``tensorrt_rtx``, from its manifest), and only that one: a host may have both installed."""
     from engines.trt_api import import_tensorrt
-    return import_tensorrt()
+    return import_tensorrt(prefer=flavour, only=flavour is not None)
 
 
 def check_compat(manifest: mf.Manifest, api: Any, device: DeviceInfo) -> None:
@@ -89,23 +91,24 @@ def trt_module(api: Any) -> Any:
 
 def onnx_alternative(engine_path: str, manifest: Optional[mf.Manifest]) -> str:
     """Where the ONNX model this engine was built from is (for error messages)."""
-    parent = (manifest.parent if manifest else None) or {}
-    name = str(parent.get("file") or "model.onnx")
-    for candidate in (name, os.path.join(os.path.dirname(os.path.abspath(engine_path)), os.path.basename(name))):
-        if os.path.isfile(candidate):
-            return candidate
-    return name
+    found = mf.parent_path(manifest, engine_path) if manifest else None
+    return found or str(((manifest.parent if manifest else None) or {}).get("file") or "model.onnx")
 
 
 class TensorRTBackend(Backend):
     """``TensorRTBackend(engine_path, cuda_graph=False)`` for a ``model.engine`` + ``model.engine.json``.
 
     ``device``: CUDA device index. ``cuda_api``: ``"pycuda"``, ``"cuda-python"`` or a :class:`CudaApi`
-    (default: pycuda where installed, else cuda-python).
+    (default: pycuda where installed, else cuda-python). ``dla_core``: the DLA core a DLA-built engine
+    runs on (default: the one it was built for; any core of the device works). ``zero_copy``: bind
+    mapped host memory instead of copying (default: on integrated GPUs that can map it, i.e. Jetson).
+    Runners of the same plan in one process share one deserialized engine (:mod:`trt_shared`) and
+    each has its own execution context, stream and buffers.
     """
 
     def __init__(self, engine_path: str, cuda_graph: bool = False, device: int = 0,
-                 cuda_api: Union[None, str, CudaApi] = None) -> None:
+                 cuda_api: Union[None, str, CudaApi] = None, dla_core: Optional[int] = None,
+                 zero_copy: Optional[bool] = None) -> None:
         super().__init__()
         if not os.path.isfile(engine_path):
             raise UserError("engine not found: %s (expected a model.engine written by inception-deploy build)"
@@ -114,6 +117,9 @@ class TensorRTBackend(Backend):
         self.cuda_graph = bool(cuda_graph)
         self.device_index = int(device)
         self._cuda_choice = cuda_api
+        self.dla_core = dla_core
+        self.zero_copy = zero_copy
+        self._shared: Optional[trt_shared.SharedEngine] = None
         self.name = "tensorrt"
         self.manifest: Optional[mf.Manifest] = None
         self.device: Optional[DeviceInfo] = None
@@ -140,8 +146,9 @@ class TensorRTBackend(Backend):
 
     def _activate(self) -> None:
         self.manifest = mf.read(self.engine_path, expect_kind="engine")
+        flavour = (self.manifest.stage.get("tensorrt") or {}).get("flavour")
         try:
-            api = load_tensorrt()
+            api = load_tensorrt(flavour)
         except (ImportError, Unsupported) as e:
             raise self._unsupported("TensorRT is not installed here (%s)" % str(e).split(";")[0]) from None
         trt = self.trt = trt_module(api)
@@ -165,24 +172,43 @@ class TensorRTBackend(Backend):
             self._close()
             raise
 
-    def _load_engine(self, trt: Any) -> None:
-        flavour = trt.__name__
-        if flavour not in _LOGGERS:
-            _LOGGERS[flavour] = trt.Logger(trt.Logger.WARNING)
-        self._runtime = trt.Runtime(_LOGGERS[flavour])
+    def _dla(self) -> int:
+        """The DLA core to run on: the app's choice, else the one the engine was built for (-1: GPU)."""
+        built = int(((self.manifest.stage.get("dla") if self.manifest else None) or {}).get("core", -1))
+        if self.dla_core is None:
+            return built
+        if (built >= 0) != (self.dla_core >= 0):
+            raise UserError("%s was built for %s, so it cannot run on %s; build it %s" % (
+                self.engine_path, "DLA core %d" % built if built >= 0 else "the GPU",
+                "DLA core %d" % self.dla_core if self.dla_core >= 0 else "the GPU",
+                "with --dla-core %d" % self.dla_core if self.dla_core >= 0 else "without --dla-core"))
+        return int(self.dla_core)
+
+    def _deserialize(self, trt: Any, dla_core: int) -> Any:
+        runtime = trt.Runtime(trt_shared.logger_for(trt))
+        if dla_core >= 0:
+            runtime.DLA_core = dla_core      # a DLA plan runs on whichever core the runtime names
         with open(self.engine_path, "rb") as f:
-            self._engine = self._runtime.deserialize_cuda_engine(f.read())
-        if self._engine is None:
+            engine = runtime.deserialize_cuda_engine(f.read())
+        if engine is None:
             raise UserError("%s could not deserialize %s (see its log above): was it built by another TensorRT version "
                             "or for another GPU? rebuild it on or for this device with inception-deploy build"
                             % (self.name, self.engine_path))
+        return runtime, engine
+
+    def _load_engine(self, trt: Any) -> None:
+        dla_core = self._dla()
+        key = (os.path.realpath(self.engine_path), (self.manifest.artifact if self.manifest else {}).get("sha256"),
+               self.device_index, dla_core, trt.__name__)
+        self._shared = trt_shared.acquire(key, lambda: self._deserialize(trt, dla_core))
+        self._runtime, self._engine = self._shared.runtime, self._shared.engine
         if self.cuda_graph and hasattr(trt, "CudaGraphStrategy") and hasattr(self._engine, "create_runtime_config"):
             config = self._engine.create_runtime_config()          # TensorRT-RTX: built-in graph capture
             config.cuda_graph_strategy = trt.CudaGraphStrategy.WHOLE_GRAPH_CAPTURE
-            self._context = self._engine.create_execution_context(config)
+            self._context = self._shared.create_context(config)
             self._native_graphs = True
         else:
-            self._context = self._engine.create_execution_context()
+            self._context = self._shared.create_context()
         if self._context is None:
             raise CudaError("create_execution_context failed (out of GPU memory?)")
         self._stream = self.cuda.create_stream()
@@ -216,10 +242,15 @@ class TensorRTBackend(Backend):
             if dtype is None:
                 raise UserError("%s tensor %r has type %s, which has no numpy equivalent; build the engine with "
                                 "float32 (or float16) I/O" % (self.engine_path, name, engine.get_tensor_dtype(name)))
-            host = self.cuda.alloc_pinned(tensor_shape, dtype)
-            tensor = IOTensor(name, name == in_name, dtype, tensor_shape, host, 0)
-            self._tensors.append(tensor)
-            tensor.device = self.cuda.alloc_device(host.nbytes)
+            if self._use_zero_copy():
+                host, address = self.cuda.alloc_mapped(tensor_shape, dtype)
+                tensor = IOTensor(name, name == in_name, dtype, tensor_shape, host, address, mapped=True)
+                self._tensors.append(tensor)
+            else:
+                host = self.cuda.alloc_pinned(tensor_shape, dtype)
+                tensor = IOTensor(name, name == in_name, dtype, tensor_shape, host, 0)
+                self._tensors.append(tensor)
+                tensor.device = self.cuda.alloc_device(host.nbytes)
             if not context.set_tensor_address(name, tensor.device):
                 raise CudaError("set_tensor_address(%r) failed" % name)
         self._input = self._tensors[0]
@@ -230,13 +261,17 @@ class TensorRTBackend(Backend):
         self.max_batch = int(max_shape[0])
         self.num_classes = int(self._output.max_shape[-1]) if len(self._output.max_shape) == 2 else None
 
+    def _use_zero_copy(self) -> bool:
+        return bool(self.zero_copy) if self.zero_copy is not None else bool(self.device and self.device.zero_copy)
+
     def describe(self) -> Dict[str, Any]:
         trt, device = self.trt, self.device
         return {"name": self.name, "tensorrt": getattr(trt, "__version__", None) if trt is not None else None,
                 "cuda_api": self.cuda.name if self.cuda is not None else None,
                 "gpu": device.name if device else None, "compute_capability": device.cc if device else None,
                 "cuda_graph": ("built-in" if self._native_graphs else "captured") if self.cuda_graph else "off",
-                "max_batch": self.max_batch, "engine": os.path.basename(self.engine_path)}
+                "max_batch": self.max_batch, "engine": os.path.basename(self.engine_path),
+                "zero_copy": any(t.mapped for t in self._tensors), "dla_core": self._dla() if self.manifest else None}
 
     # -- inference -----------------------------------------------------------------------------
     def _infer(self, batch: np.ndarray) -> np.ndarray:
@@ -252,7 +287,8 @@ class TensorRTBackend(Backend):
                 self._batch = n
             host_in = self._input.host[:n]
             np.copyto(host_in, batch, casting="same_kind")   # into the pinned buffer; float16 I/O casts here
-            cuda.copy_htod_async(self._input.device, host_in, stream)
+            if not self._input.mapped:
+                cuda.copy_htod_async(self._input.device, host_in, stream)
             start, end = self._events
             cuda.record_event(start, stream)
             if self.cuda_graph and not self._native_graphs:
@@ -261,7 +297,8 @@ class TensorRTBackend(Backend):
                 raise CudaError("execute_async_v3 failed (see the TensorRT log above)")
             cuda.record_event(end, stream)
             for tensor in self._tensors[1:]:
-                cuda.copy_dtoh_async(tensor.host[:n], tensor.device, stream)
+                if not tensor.mapped:
+                    cuda.copy_dtoh_async(tensor.host[:n], tensor.device, stream)
             cuda.synchronize(stream)
             self.last_gpu_ms = cuda.elapsed_ms(start, end)
             return self._output.host[:n].astype(np.float32, copy=True)
@@ -311,7 +348,7 @@ class TensorRTBackend(Backend):
             cuda.destroy_graph(graph)
         self._graphs = {}
         for tensor in self._tensors:
-            if tensor.device:
+            if tensor.device and not tensor.mapped:
                 cuda.free_device(tensor.device)
             cuda.free_pinned(tensor.host)
         self._tensors, self._input, self._output = [], None, None
@@ -322,5 +359,7 @@ class TensorRTBackend(Backend):
             cuda.destroy_stream(self._stream)
             self._stream = None
         self._context = self._engine = self._runtime = None
+        trt_shared.release(self._shared)
+        self._shared = None
         self._native_graphs = False
         self._batch = 0
