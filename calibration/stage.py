@@ -151,8 +151,22 @@ def run(opts: Options) -> Outputs:
             _fp16(opts, parent, reference, evaluation, hists, input_name, output_name, paths, work, timer, out)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    _frame_variants(parent, out, opts.eval_images or opts.images, timer)
     print(f"calibrate: total {timer.total():.1f} s", file=sys.stderr)
     return out
+
+
+def _frame_variants(parent: mf.Manifest, out: Outputs, images: str, timer: Timer) -> None:
+    """The frame-input variants the export asked for (``export --frame-input``), of each model
+    written here: the preprocessing is prepended after quantization and checked to hold no Q/DQ."""
+    from pipeline.frame_plan import parse_frame_size
+    from pipeline.frame_variant import write_frame_variant
+
+    sizes = [parse_frame_size(s) for s in parent.stage.get("frame_inputs") or []]
+    for path in (out.int8, out.fp16):
+        for size in (sizes if path else []):
+            variant = write_frame_variant(path, size, images)
+            timer.done("frame-input variant", "%s: %s" % (variant.artifact["file"], variant.stage["summary"]))
 
 
 # -- parts ------------------------------------------------------------------------------------

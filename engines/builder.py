@@ -34,6 +34,7 @@ from pipeline import atomic
 from pipeline import manifest as mf
 from pipeline.datasets import file_sha256
 from pipeline.errors import Unsupported, UserError
+from pipeline.frame_plan import frame_input_size, frame_size_name
 
 ENGINE_NAME = "model.engine"
 
@@ -125,8 +126,11 @@ def resolve_network_mode(api: TrtApi, target: Target, precision: str, dla_core: 
     return NetworkMode(strongly_typed=False, flags=[])
 
 
-def engine_dir(out_root: str, target: Target, model_name: str, precision: str) -> str:
-    return os.path.join(out_root, target.name, model_name, precision)
+def engine_dir(out_root: str, target: Target, model_name: str, precision: str, io: Optional[Dict[str, Any]] = None) -> str:
+    """``<out>/<target>/<model>/<precision>``, ``<precision>-frame-1920x1080`` for a frame-input model."""
+    frame = frame_input_size(io or {})
+    return os.path.join(out_root, target.name, model_name,
+                        precision + ("-frame-" + frame_size_name(frame) if frame else ""))
 
 
 def timing_cache_path(out_root: str, target: Target, api: TrtApi) -> str:
@@ -238,18 +242,20 @@ def build_engine(onnx_path: str, target: Union[str, Target], precision: str, out
                  batch: Optional[BatchProfile] = None, workspace_mib: Optional[int] = None,
                  compute_capabilities: Optional[Sequence[str]] = None, use_timing_cache: bool = True,
                  progress: bool = True, force: bool = True, machine: Optional[hostinfo.HostInfo] = None,
-                 echo: Optional[Callable[[str], None]] = None) -> BuildResult:
+                 echo: Optional[Callable[[str], None]] = None,
+                 frame_input: Optional[Tuple[int, int]] = None) -> BuildResult:
     """Build ``<out_root>/<target>/<model>/<precision>/model.engine`` + ``model.engine.json``.
 
     ``onnx_path`` is the exported ``model.onnx`` folder or one ONNX file (see
     :func:`engines.inputs.locate`). Both files appear together or not at all (a failed build
     leaves any earlier engine untouched). With ``force=False`` an engine whose build key matches
-    is kept and returned with ``skipped=True``.
+    is kept and returned with ``skipped=True``. ``frame_input`` (H, W) builds the variant whose graph
+    takes camera frames (pipeline.frame_variant) into ``<precision>-frame-<W>x<H>/``.
     """
     t = resolve_target(target) if isinstance(target, str) else target
     core = t.dla.core if dla_core is None else dla_core
     t.check_precision(precision, core)
-    inputs = locate(onnx_path, t, precision, calib_cache)
+    inputs = locate(onnx_path, t, precision, calib_cache, frame_input)
     api = api or import_tensorrt(prefer=t.flavour)
     machine = machine or hostinfo.detect()
     reason = why_not_here(t, api, machine)
@@ -262,7 +268,7 @@ def build_engine(onnx_path: str, target: Union[str, Target], precision: str, out
     workspace_mib = workspace_mib or t.workspace_mib
     ccs = sorted(compute_capabilities or t.compute_capabilities, key=cc_key)
     key = build_key(inputs, t, api, mode, batch, workspace_mib, ccs)
-    out_dir = engine_dir(out_root, t, inputs.manifest.model.name, precision)
+    out_dir = engine_dir(out_root, t, inputs.manifest.model.name, precision, inputs.manifest.io)
     engine_path = os.path.join(out_dir, ENGINE_NAME)
     if not force:
         kept = _kept_if_up_to_date(engine_path, key)
