@@ -1,0 +1,121 @@
+"""What one camera frame costs in ``runtime.Classifier``: preprocess, inference, postprocess, classify.
+
+For each frame size a real photo is scaled to cover the frame (:func:`pipeline.frame_variant.camera_frame`)
+and each stage is timed on its own, ``iterations`` times after ``warmup`` calls, as a camera loop
+calls it: ``preprocess`` (BGR frame -> network input), ``inference`` (the backend on a batch of one),
+``postprocess`` (softmax + top-5), and ``classify`` (all three, end to end). Medians in
+milliseconds, and each as a ratio to inference alone: a preprocessing ratio above 1 means the CPU
+work costs more than the network. Per-core figures: run it under ``taskset -c 1`` with
+``threads=1`` (``make bench-runtime`` does), and read the load average printed with them.
+"""
+import os
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from pipeline.frame_plan import frame_size_name
+
+DEFAULT_SIZES = ((480, 640), (720, 1280), (1080, 1920))
+
+
+@dataclass
+class Settings:
+    sizes: Sequence[Tuple[int, int]] = DEFAULT_SIZES
+    iterations: int = 60
+    warmup: int = 5
+    threads: int = 1
+    frame_paths: Sequence[str] = ("fast", "exact")
+
+
+def median_ms(fn: Callable[[], Any], iterations: int, warmup: int) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(iterations):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return float(np.median(times) * 1e3)
+
+
+def time_stages(clf: Any, frame: np.ndarray, iterations: int, warmup: int) -> Dict[str, float]:
+    """Median ms of each stage of ``clf`` on ``frame``, and the ratios to inference."""
+    x = clf.preprocess(frame)[None]
+    logits = clf.logits(x)
+    row = {"preprocess_ms": median_ms(lambda: clf.preprocess(frame), iterations, warmup),
+           "inference_ms": median_ms(lambda: clf.logits(x), iterations, warmup),
+           "postprocess_ms": median_ms(lambda: clf.predictions(logits, 5), iterations, warmup),
+           "classify_ms": median_ms(lambda: clf.classify(frame, 5), iterations, warmup)}
+    for stage in ("preprocess", "postprocess", "classify"):
+        row[stage + "_ratio"] = row[stage + "_ms"] / row["inference_ms"]
+    return row
+
+
+def run(model: str, photo: str, settings: Settings, graph_models: Sequence[str] = (),
+        progress: Optional[Callable[[str], None]] = None) -> Dict[str, Any]:
+    """Rows per (model, frame path, frame size). ``graph_models``: frame-input variants
+    (``model.frame-WxH.onnx``), timed at their own frame size (their preprocessing is inference)."""
+    from PIL import Image
+
+    from pipeline.frame_plan import frame_input_size
+    from pipeline.frame_variant import camera_frame
+    from runtime import Classifier
+
+    with Image.open(photo) as img:
+        frames = {size: camera_frame(img, size) for size in settings.sizes}
+    rows: List[Dict[str, Any]] = []
+    for path in settings.frame_paths:
+        with Classifier.load(model, threads=settings.threads, frame_path=path) as clf:
+            for size, frame in frames.items():
+                row = dict(time_stages(clf, frame, settings.iterations, settings.warmup), model=os.path.basename(model),
+                           frame_path=path, frame=frame_size_name(size), backend=clf.backend.name)
+                rows.append(row)
+                if progress:
+                    progress(line(row))
+    for variant in graph_models:
+        with Classifier.load(variant, threads=settings.threads) as clf:
+            size = frame_input_size(clf.manifest.io)
+            frame = frames.get(size)
+            if frame is None:
+                with Image.open(photo) as img:
+                    frame = camera_frame(img, size)
+            row = dict(time_stages(clf, frame, settings.iterations, settings.warmup), model=os.path.basename(variant),
+                       frame_path="in graph", frame=frame_size_name(size), backend=clf.backend.name)
+            rows.append(row)
+            if progress:
+                progress(line(row))
+    return {"schema": "inception-deploy/runtime-bench@1", "model": model, "photo": photo,
+            "settings": {"iterations": settings.iterations, "warmup": settings.warmup, "threads": settings.threads,
+                         "sizes": [frame_size_name(s) for s in settings.sizes]},
+            "load_average": _load(), "cpu_affinity": _affinity(), "rows": rows}
+
+
+def line(row: Dict[str, Any]) -> str:
+    return ("%s %-9s %-9s preprocess %6.2f ms (%.2fx)  inference %6.2f ms  postprocess %5.3f ms  classify %6.2f ms "
+            "(%.2fx)" % (row["model"], row["frame"], row["frame_path"], row["preprocess_ms"], row["preprocess_ratio"],
+                         row["inference_ms"], row["postprocess_ms"], row["classify_ms"], row["classify_ratio"]))
+
+
+def markdown(report: Dict[str, Any]) -> str:
+    lines = ["| model | frame | CPU preprocessing | preprocess | inference | postprocess | classify | "
+             "preprocess / inference | classify / inference |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in report["rows"]:
+        lines.append("| %s | %s | %s | %.2f ms | %.2f ms | %.3f ms | %.2f ms | %.2f | %.2f |" % (
+            r["model"], r["frame"], r["frame_path"], r["preprocess_ms"], r["inference_ms"], r["postprocess_ms"],
+            r["classify_ms"], r["preprocess_ratio"], r["classify_ratio"]))
+    return "\n".join(lines) + "\n"
+
+
+def _load() -> Optional[List[float]]:
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except OSError:
+        return None
+
+
+def _affinity() -> Optional[List[int]]:
+    getter = getattr(os, "sched_getaffinity", None)
+    return sorted(getter(0)) if getter else None
