@@ -107,7 +107,7 @@ def test_example_without_display_falls_back_to_printing(video, test_model_onnx):
 
 def test_example_unusable_sources_exit_2_with_a_sentence(test_model_onnx, tmp_path):
     res = run_example(test_model_onnx, "--source", str(tmp_path / "missing.mp4"), "--headless")
-    assert res.returncode == 2 and "video file not found" in res.stderr
+    assert res.returncode == 2 and "source not found" in res.stderr
     empty = tmp_path / "empty.avi"
     empty.write_bytes(b"")
     res = run_example(test_model_onnx, "--source", str(empty), "--headless")
