@@ -19,11 +19,11 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from benchmarks.accuracy import kl_per_row
 from pipeline.datasets import ImageFolder, open_image_folder, select
 from pipeline.errors import UserError
 from pipeline.frame_plan import frame_size_name
 from pipeline.frame_variant import camera_frame
-from runtime.classifier import softmax
 
 PATHS = ("fast", "graph")
 CHUNK = 64
@@ -44,8 +44,7 @@ class Tally:
     worst_kl: float = 0.0
 
     def add(self, ref: np.ndarray, got: np.ndarray, labels: np.ndarray) -> None:
-        p, q = softmax(ref), softmax(got)
-        kl = np.sum(p * (np.log(p + 1e-30) - np.log(q + 1e-30)), axis=1)
+        kl = kl_per_row(ref, got)
         top5_ref, top5 = np.argsort(-ref, axis=1)[:, :5], np.argsort(-got, axis=1)[:, :5]
         self.images += len(ref)
         self.agree += int(np.sum(ref.argmax(1) == got.argmax(1)))

@@ -119,3 +119,34 @@ def _load() -> Optional[List[float]]:
 def _affinity() -> Optional[List[int]]:
     getter = getattr(os, "sched_getaffinity", None)
     return sorted(getter(0)) if getter else None
+
+
+def shadow_overhead(model: str, frame: np.ndarray, frames: int = 200, rounds: int = 10, threads: int = 1,
+                    settings: Any = None) -> Dict[str, Any]:
+    """Per-frame time of a camera loop (classify) without and with the shadow monitor at its default
+    duty cycle, alternating ``rounds`` times; the overhead is the ratio of the medians. One frame
+    repeated: what is measured is time, not agreement (alarms are not reported)."""
+    from runtime import Classifier, shadow, softmax
+
+    with Classifier.load(model, threads=threads) as clf:
+        monitor = shadow.attach(clf, settings=settings, on_alarm=lambda record: None)
+        plain, watched = [], []
+        try:
+            for _ in range(rounds):
+                for times, watch in ((plain, False), (watched, True)):
+                    t0 = time.perf_counter()
+                    for _ in range(frames):
+                        logits = clf.logits(clf.preprocess(frame)[None])
+                        clf.rank(softmax(logits)[0], 5)
+                        if watch:
+                            monitor.observe(frame, logits[0])
+                    times.append((time.perf_counter() - t0) / frames * 1e3)
+            stats = monitor.stats()
+        finally:
+            monitor.close()
+    base, with_monitor = float(np.median(plain)), float(np.median(watched))
+    return {"model": os.path.basename(model), "reference": os.path.basename(monitor.reference_path),
+            "frames_per_round": frames, "rounds": rounds, "frame_ms_without": base, "frame_ms_with": with_monitor,
+            "overhead": with_monitor / base - 1.0, "comparisons": monitor.comparisons,
+            "duty_cycle": stats["duty_cycle"], "budget": monitor.settings.budget,
+            "background": monitor.settings.background}

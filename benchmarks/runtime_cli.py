@@ -50,6 +50,20 @@ def cmd_bench_runtime(args: argparse.Namespace) -> int:
                            threads=args.threads, frame_paths=[p.strip() for p in args.frame_paths.split(",")])
     report = rb.run(args.model, args.photo, settings, graph_models=args.graph_model or [], progress=_say)
     table = rb.markdown(report)
+    if args.shadow:
+        from PIL import Image
+
+        from pipeline.frame_variant import camera_frame
+
+        with Image.open(args.photo) as img:
+            frame = camera_frame(img, settings.sizes[0])
+        cost = rb.shadow_overhead(args.shadow, frame, threads=args.threads)
+        report["shadow"] = cost
+        table += ("\nshadow monitor on %s (reference %s, budget %.0f %%, %s): %.3f ms/frame without, %.3f ms with: "
+                  "overhead %+.1f %% (%d comparisons, duty cycle %.1f %%)\n" % (
+                      cost["model"], cost["reference"], 100 * cost["budget"],
+                      "background thread" if cost["background"] else "inline", cost["frame_ms_without"],
+                      cost["frame_ms_with"], 100 * cost["overhead"], cost["comparisons"], 100 * cost["duty_cycle"]))
     print(table)
     print("load average %s, CPU affinity %s" % (report["load_average"], report["cpu_affinity"]))
     _write(args.out, "runtime-bench", report, table)
@@ -87,5 +101,7 @@ def register(sub: Any) -> None:
     p.add_argument("--iterations", type=int, default=60)
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads (default 1)")
+    p.add_argument("--shadow", metavar="DEPLOYED", help="also measure the shadow monitor's cost on this deployed "
+                   "artifact (e.g. model.int8.onnx; reference and expected agreement from its manifests)")
     p.add_argument("--out", required=True, help="folder for runtime-bench.json / .md")
     p.set_defaults(func=cmd_bench_runtime)

@@ -61,9 +61,9 @@ class FrameParity:
 def frame_parity(variant: str, network_path: str, pre: Any, frame_size: Tuple[int, int], images_dir: str,
                  count: int = PARITY_COUNT) -> FrameParity:
     """The variant on camera frames vs the network on the PIL path of the same frames (ONNX Runtime)."""
+    from benchmarks.accuracy import kl_per_row
     from pipeline.datasets import open_image_folder, select
     from runtime.backends.onnxruntime import OnnxRuntimeBackend
-    from runtime.classifier import softmax
 
     folder = open_image_folder(images_dir)
     samples = select(folder.samples, count, 0)
@@ -80,8 +80,7 @@ def frame_parity(variant: str, network_path: str, pre: Any, frame_size: Tuple[in
     with OnnxRuntimeBackend(network_path) as network, OnnxRuntimeBackend(variant) as prefixed:
         ref = np.concatenate([network.infer(t[None]) for t in tensors])
         got = np.concatenate([prefixed.infer(f[None]) for f in frames])
-    p, q = softmax(ref), softmax(got)
-    kl = float(np.mean(np.sum(p * (np.log(p + 1e-30) - np.log(q + 1e-30)), axis=1)))
+    kl = float(kl_per_row(ref, got).mean())
     agreement = float(np.mean(ref.argmax(1) == got.argmax(1)))
     return FrameParity(len(frames), agreement, float(np.abs(ref - got).max()), kl, MIN_TOP1_AGREEMENT,
                        agreement >= MIN_TOP1_AGREEMENT)
