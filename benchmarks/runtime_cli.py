@@ -59,11 +59,12 @@ def cmd_bench_runtime(args: argparse.Namespace) -> int:
             frame = camera_frame(img, settings.sizes[0])
         cost = rb.shadow_overhead(args.shadow, frame, threads=args.threads)
         report["shadow"] = cost
-        table += ("\nshadow monitor on %s (reference %s, budget %.0f %%, %s): %.3f ms/frame without, %.3f ms with: "
-                  "overhead %+.1f %% (%d comparisons, duty cycle %.1f %%)\n" % (
-                      cost["model"], cost["reference"], 100 * cost["budget"],
-                      "background thread" if cost["background"] else "inline", cost["frame_ms_without"],
-                      cost["frame_ms_with"], 100 * cost["overhead"], cost["comparisons"], 100 * cost["duty_cycle"]))
+        table += ("\nshadow monitor on %s (reference %s, budget %.0f %%, %s; %d x %d frames each way): CPU %.3f -> "
+                  "%.3f ms/frame (%+.1f %%), wall %.3f -> %.3f ms/frame (%+.1f %%); %d comparisons, duty cycle %.1f %%\n"
+                  % (cost["model"], cost["reference"], 100 * cost["budget"],
+                     "background thread" if cost["background"] else "inline", cost["rounds"], cost["frames_per_block"],
+                     cost["cpu_ms_without"], cost["cpu_ms_with"], 100 * cost["cpu_overhead"], cost["wall_ms_without"],
+                     cost["wall_ms_with"], 100 * cost["wall_overhead"], cost["comparisons"], 100 * cost["duty_cycle"]))
     print(table)
     print("load average %s, CPU affinity %s" % (report["load_average"], report["cpu_affinity"]))
     _write(args.out, "runtime-bench", report, table)

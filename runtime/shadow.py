@@ -2,7 +2,7 @@
 
 INT8 accuracy can drift with the scene (lighting, a new camera) while nobody looks. The monitor
 runs the reference (the FP32 or FP16 artifact of the same export, found through the manifests) on
-some frames, within a duty-cycle budget (default 3 % of wall time) or on every Nth frame, and keeps
+some frames, within a duty-cycle budget (default 1 % of the loop's time) or on every Nth frame, and keeps
 rolling figures over the last ``window`` comparisons: top-1 agreement with the deployed model,
 mean KL divergence and top-5 overlap. Each comparison is one JSON line. It raises the alarm when
 the agreement is below the level measured offline on the val set (a ``verify`` report, or the
@@ -31,11 +31,12 @@ from pipeline.errors import UserError
 
 LOG = logging.getLogger("runtime.shadow")
 REFERENCE_PRECISIONS = ("fp16", "fp32")       # engine folders tried beside a deployed engine, in order
+MAX_GAP_S = 1.0                               # a longer pause between frames accrues no more budget
 
 
 @dataclass
 class ShadowSettings:
-    budget: float = 0.03            # fraction of wall time the reference may use (when ``every`` is 0)
+    budget: float = 0.01            # fraction of the loop's time the reference may use (when ``every`` is 0)
     every: int = 0                  # reference on every Nth frame instead of a budget
     window: int = 200               # comparisons in the rolling figures
     min_comparisons: int = 30       # no alarm before this many
@@ -159,12 +160,14 @@ class ShadowMonitor:
         self.settings = settings or ShadowSettings()
         self.on_alarm = on_alarm or (lambda r: LOG.warning(alarm_text(r)))
         self._log, self._own_log = (open(log, "a") if isinstance(log, str) else log), isinstance(log, str)
-        self._rows: Deque[Tuple[bool, float, float]] = collections.deque(maxlen=self.settings.window)
+        self._rows: Deque[Tuple[float, float, float]] = collections.deque(maxlen=self.settings.window)
+        self._sums = [0.0, 0.0, 0.0]          # agreements, KL, top-5 overlap over the window
         self.comparisons = 0
         self.alarm = False
         self.seen = 0
-        self.spent_s = 0.0
-        self._started = time.perf_counter()
+        self.spent_s = 0.0          # reference time so far
+        self.active_s = 0.0         # time between observed frames (gaps over MAX_GAP_S count as MAX_GAP_S)
+        self._last: Optional[float] = None
         self._lock = threading.Lock()
         self._pending: Optional[Tuple[int, np.ndarray, np.ndarray]] = None
         self._busy = False
@@ -182,8 +185,7 @@ class ShadowMonitor:
             return False
         if self.settings.every:
             return self.seen % self.settings.every == 0
-        elapsed = time.perf_counter() - self._started
-        return self.spent_s <= self.settings.budget * elapsed
+        return self.spent_s <= self.settings.budget * self.active_s
 
     def observe(self, frame: np.ndarray, deployed_logits: np.ndarray) -> Optional[Dict[str, Any]]:
         """Note one classified frame; compare it with the reference when the duty cycle allows.
@@ -192,11 +194,17 @@ class ShadowMonitor:
             error, self._error = self._error, None
             raise error
         with self._lock:
+            now = time.perf_counter()
+            if self._last is not None:   # budget accrues while frames flow, not while the app is paused
+                self.active_s += min(now - self._last, MAX_GAP_S)
+            self._last = now
             self.seen += 1
             index = self.seen - 1
             due = self._due()
             if due and self.settings.background:
+                t0 = time.perf_counter()
                 self._pending = (index, np.array(frame), np.array(deployed_logits, dtype=np.float32).reshape(-1))
+                self.spent_s += time.perf_counter() - t0      # the copy is the deployed thread's share
                 self._cond.notify_all()
                 return None
         return self._compare(index, frame, np.asarray(deployed_logits).reshape(-1)) if due else None
@@ -223,42 +231,47 @@ class ShadowMonitor:
 
         t0 = time.perf_counter()
         ref = np.asarray(self.reference.logits(self.reference.preprocess(frame)[None]), dtype=np.float64)[0]
-        seconds = time.perf_counter() - t0
+        reference_ms = (time.perf_counter() - t0) * 1e3
         kl = float(kl_per_row(ref[None], deployed[None].astype(np.float64))[0])
         top5 = len(set(np.argsort(-ref)[:5]) & set(np.argsort(-deployed)[:5])) / 5.0
         agree = bool(ref.argmax() == deployed.argmax())
         with self._lock:
-            self.spent_s += seconds
-            self._rows.append((agree, kl, top5))
+            if len(self._rows) == self._rows.maxlen:
+                old = self._rows[0]
+                self._sums = [a - b for a, b in zip(self._sums, old)]
+            self._rows.append((float(agree), kl, top5))
+            self._sums = [a + b for a, b in zip(self._sums, self._rows[-1])]
             self.comparisons += 1
-            record = self._record(index, agree, kl, top5, seconds, int(ref.argmax()), int(deployed.argmax()))
+            record = self._record(index, agree, kl, top5, reference_ms, int(ref.argmax()), int(deployed.argmax()))
             started = record["alarm"] and not self.alarm
             self.alarm = record["alarm"]
         if self._log is not None:
             self._log.write(json.dumps(record) + "\n")
             self._log.flush()
+        with self._lock:                  # all of it counts against the budget, not just the inference
+            self.spent_s += time.perf_counter() - t0
         if started:
             self.on_alarm(record)
         return record
 
-    def _record(self, index: int, agree: bool, kl: float, top5: float, seconds: float, ref_top1: int,
+    def _record(self, index: int, agree: bool, kl: float, top5: float, reference_ms: float, ref_top1: int,
                 dep_top1: int) -> Dict[str, Any]:
         s = self.stats()
         return {"time": round(time.time(), 3), "frame": index, "agree": agree, "kl": kl, "top5_overlap": top5,
-                "top1_deployed": dep_top1, "top1_reference": ref_top1, "reference_ms": round(seconds * 1e3, 3),
+                "top1_deployed": dep_top1, "top1_reference": ref_top1, "reference_ms": round(reference_ms, 3),
                 "window": s, "expected_agreement": self.expected, "alarm": s["alarm"]}
 
     def stats(self) -> Dict[str, Any]:
-        """Rolling figures over the last ``window`` comparisons (call with or without the lock held)."""
+        """Rolling figures over the last ``window`` comparisons (running sums: O(1) per frame)."""
         n = len(self._rows)
-        agree = sum(1 for a, _, _ in self._rows if a)
+        agree_sum, kl_sum, top5_sum = self._sums
+        agree = int(round(agree_sum))
         upper = wilson_upper(agree, n, self.settings.confidence)
         limit = self.expected - self.settings.margin
         return {"comparisons": n, "top1_agreement": agree / n if n else None,
                 "agreement_upper_bound": upper, "limit": limit,
-                "mean_kl": sum(k for _, k, _ in self._rows) / n if n else None,
-                "top5_overlap": sum(t for _, _, t in self._rows) / n if n else None,
-                "duty_cycle": self.spent_s / max(time.perf_counter() - self._started, 1e-9),
+                "mean_kl": kl_sum / n if n else None, "top5_overlap": top5_sum / n if n else None,
+                "duty_cycle": self.spent_s / max(self.active_s, 1e-9),
                 "alarm": n >= self.settings.min_comparisons and upper < limit}
 
     def wait_idle(self, timeout: float = 10.0) -> None:

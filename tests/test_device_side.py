@@ -8,7 +8,7 @@ import sys
 from pipeline import paths
 
 FORBIDDEN = ("torch", "timm", "modelopt", "torchvision")
-DEVICE_PIPELINE = ["errors", "atomic", "labels", "preprocess", "datasets", "manifest", "progress", "paths",
+DEVICE_PIPELINE = ["errors", "atomic", "labels", "preprocess", "frame_plan", "datasets", "manifest", "progress", "paths",
                    "summary", "__init__"]
 
 
