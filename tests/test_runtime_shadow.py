@@ -113,6 +113,8 @@ def _watch(deployed_path, level, frames, **settings):
 def test_planted_bad_int8_model_raises_the_alarm_within_bounded_frames(runs, verify_report, frames):
     level, _ = expected_agreement(runs["good"], verify_report)
     stats, first, alarms = _watch(runs["bad"], level, frames, every=1, background=False)
+    print("\nbad INT8: expected %.4f, first alarm at comparison %s, agreement %.4f over %d" % (
+        level, first, stats["top1_agreement"], stats["comparisons"]))
     assert first is not None and first <= 40, (first, stats)         # 30 comparisons minimum, then at once
     assert len(alarms) == 1 and alarms[0]["alarm"] and stats["top1_agreement"] < 0.7
     assert stats["agreement_upper_bound"] < stats["limit"] == pytest.approx(level - 0.02)
@@ -121,6 +123,8 @@ def test_planted_bad_int8_model_raises_the_alarm_within_bounded_frames(runs, ver
 def test_good_int8_model_stays_quiet(runs, verify_report, frames):
     level, _ = expected_agreement(runs["good"], verify_report)
     stats, first, alarms = _watch(runs["good"], level, frames, every=1, background=False)
+    print("\ngood INT8: expected %.4f, agreement %.4f over %d, KL %.4f, top-5 overlap %.3f" % (
+        level, stats["top1_agreement"], stats["comparisons"], stats["mean_kl"], stats["top5_overlap"]))
     assert first is None and alarms == [] and stats["comparisons"] == len(frames)
     assert stats["top1_agreement"] > 0.85 and stats["mean_kl"] < 0.1 and stats["top5_overlap"] > 0.8
 
