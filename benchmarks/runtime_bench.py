@@ -56,40 +56,53 @@ def time_stages(clf: Any, frame: np.ndarray, iterations: int, warmup: int) -> Di
 def run(model: str, photo: str, settings: Settings, graph_models: Sequence[str] = (),
         progress: Optional[Callable[[str], None]] = None) -> Dict[str, Any]:
     """Rows per (model, frame path, frame size). ``graph_models``: frame-input variants
-    (``model.frame-WxH.onnx``), timed at their own frame size (their preprocessing is inference)."""
+    (``model.frame-WxH.onnx``), timed at their own frame size (their preprocessing is inference);
+    ``model`` itself is timed that way when it is one."""
     from PIL import Image
 
+    from pipeline import manifest as mf
     from pipeline.frame_plan import frame_input_size
     from pipeline.frame_variant import camera_frame
-    from runtime import Classifier
 
     with Image.open(photo) as img:
         frames = {size: camera_frame(img, size) for size in settings.sizes}
-    rows: List[Dict[str, Any]] = []
-    for path in settings.frame_paths:
-        with Classifier.load(model, threads=settings.threads, frame_path=path) as clf:
-            for size, frame in frames.items():
-                row = dict(time_stages(clf, frame, settings.iterations, settings.warmup), model=os.path.basename(model),
-                           frame_path=path, frame=frame_size_name(size), backend=clf.backend.name)
-                rows.append(row)
-                if progress:
-                    progress(line(row))
-    for variant in graph_models:
-        with Classifier.load(variant, threads=settings.threads) as clf:
-            size = frame_input_size(clf.manifest.io)
-            frame = frames.get(size)
-            if frame is None:
-                with Image.open(photo) as img:
-                    frame = camera_frame(img, size)
-            row = dict(time_stages(clf, frame, settings.iterations, settings.warmup), model=os.path.basename(variant),
-                       frame_path="in graph", frame=frame_size_name(size), backend=clf.backend.name)
-            rows.append(row)
-            if progress:
-                progress(line(row))
+        cpu_model = frame_input_size(mf.read(model).io) is None
+        variants = list(graph_models) + ([] if cpu_model else [model])
+        for variant in variants:
+            size = frame_input_size(mf.read(variant).io)
+            if size not in frames:
+                frames[size] = camera_frame(img, size)
+    rows = _cpu_rows(model, frames, settings, progress) if cpu_model else []
+    for variant in variants:
+        rows.append(_timed(variant, "in graph", None, frames, settings, progress))
     return {"schema": "inception-deploy/runtime-bench@1", "model": model, "photo": photo,
             "settings": {"iterations": settings.iterations, "warmup": settings.warmup, "threads": settings.threads,
                          "sizes": [frame_size_name(s) for s in settings.sizes]},
             "load_average": _load(), "cpu_affinity": _affinity(), "rows": rows}
+
+
+def _cpu_rows(model: str, frames: Dict[Tuple[int, int], np.ndarray], settings: Settings,
+              progress: Optional[Callable[[str], None]]) -> List[Dict[str, Any]]:
+    rows = []
+    for path in settings.frame_paths:
+        for size in settings.sizes:
+            rows.append(_timed(model, path, size, frames, settings, progress))
+    return rows
+
+
+def _timed(model: str, frame_path: str, size: Optional[Tuple[int, int]], frames: Dict[Tuple[int, int], np.ndarray],
+           settings: Settings, progress: Optional[Callable[[str], None]]) -> Dict[str, Any]:
+    """One row: ``model`` with ``frame_path`` on the frame of ``size`` (None: the model's own frame size)."""
+    from runtime import Classifier
+
+    with Classifier.load(model, threads=settings.threads,
+                         frame_path=frame_path if frame_path in ("fast", "exact") else "fast") as clf:
+        size = size or clf.frame_size
+        row = dict(time_stages(clf, frames[size], settings.iterations, settings.warmup), model=os.path.basename(model),
+                   frame_path=frame_path, frame=frame_size_name(size), backend=clf.backend.name)
+    if progress:
+        progress(line(row))
+    return row
 
 
 def line(row: Dict[str, Any]) -> str:

@@ -51,12 +51,13 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def run(args: argparse.Namespace) -> int:
     options.check(args)
-    spec, source_options = parse_source(args.source), options.source_options(args)
+    spec = parse_source(args.source)
     if args.print_pipeline:
-        print(describe_pipeline(spec, source_options))
+        print(describe_pipeline(spec, options.source_options(args)))
         return 0
     clf = Classifier.load(args.model, threads=args.threads, cuda_graph=args.cuda_graph,
                           frame_path="exact" if args.exact_preprocessing else "fast")
+    source_options = options.source_options(args, clf.frame_size)
     monitor = shadow.attach(clf, args.shadow_reference, args.shadow_expect, options.shadow_settings(args),
                             args.shadow_log) if args.shadow else None
     smoother, profiler, out = ProbabilityEMA(args.smoothing), Profiler(), Output(args.headless, args.json)
@@ -101,6 +102,9 @@ def main(argv=None) -> int:
     except UserError as e:   # Unsupported is a UserError with exit code 3
         print("error: %s" % e, file=sys.stderr)
         return e.exit_code
+    except ValueError as e:  # a frame the model cannot take (e.g. another size than its graph's)
+        print("error: %s" % e, file=sys.stderr)
+        return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         return 130
 

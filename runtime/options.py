@@ -5,7 +5,7 @@ them into the runtime's records; ``check(args)`` refuses out-of-range values wit
 each (UserError), before anything is opened. Device-side, Python 3.8.
 """
 import argparse
-from typing import Any
+from typing import Any, Optional, Tuple
 
 from pipeline.errors import UserError
 from runtime.shadow import ShadowSettings
@@ -14,8 +14,9 @@ from runtime.sources import CODECS, SourceOptions
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("source (csi:// v4l2:// rtsp:// cameras)")
-    g.add_argument("--width", type=int, default=1280, help="capture width (default 1280)")
-    g.add_argument("--height", type=int, default=720, help="capture height (default 720)")
+    g.add_argument("--width", type=int, help="capture width (default: the model's frame size if its graph takes "
+                                             "frames, else 1280)")
+    g.add_argument("--height", type=int, help="capture height (default: the model's frame size, else 720)")
     g.add_argument("--fps", type=int, default=30, help="capture frame rate (default 30)")
     g.add_argument("--codec", choices=CODECS, default="h264", help="RTSP stream codec (default h264)")
     g.add_argument("--latency", type=int, default=200, help="RTSP jitter buffer in ms (default 200)")
@@ -48,14 +49,16 @@ def check(args: Any) -> None:
         raise UserError("--threshold is a probability between 0 and 1, got %g" % args.threshold)
     if not 0.0 < args.smoothing <= 1.0:
         raise UserError("--smoothing is the weight of the newest frame, in (0, 1] (1: none), got %g" % args.smoothing)
-    if min(args.width, args.height, args.fps) < 1 or args.latency < 0:
+    if min(args.width or 1, args.height or 1, args.fps) < 1 or args.latency < 0:
         raise UserError("--width, --height and --fps must be positive and --latency >= 0")
     if args.shadow and args.shadow_every < 0:
         raise UserError("--shadow-every must be 0 (use the budget) or a positive number of frames")
 
 
-def source_options(args: Any) -> SourceOptions:
-    return SourceOptions(width=args.width, height=args.height, fps=args.fps, codec=args.codec,
+def source_options(args: Any, frame_size: Optional[Tuple[int, int]] = None) -> SourceOptions:
+    """Capture settings; a camera captures at the model's frame size when its graph takes frames."""
+    height, width = frame_size or (720, 1280)
+    return SourceOptions(width=args.width or width, height=args.height or height, fps=args.fps, codec=args.codec,
                          latency_ms=args.latency, flip=args.flip, loop=args.loop)
 
 

@@ -339,3 +339,28 @@ def test_tensorrt_runner_binds_a_uint8_frame_input_and_the_classifier_feeds_fram
         with pytest.raises(ValueError, match="takes 32x24 frames"):
             clf.classify(np.zeros((fh + 1, fw, 3), dtype=np.uint8))
     assert world.cudart.pinned == {} and world.cudart.device_mem == {}
+
+
+def test_example_and_bench_runtime_with_a_frame_input_model(exported, photos_dir, tmp_path):
+    """The example gives one error line for frames of another size; bench-runtime times a
+    frame-input model at its own size (its preprocessing is inference) and the network on the CPU paths."""
+    import subprocess
+    import sys
+
+    from benchmarks import runtime_bench
+    from test_runtime_example import EXAMPLE, NO_TORCH
+
+    variant = os.path.join(exported, "model.frame-640x480.onnx")
+    res = subprocess.run([sys.executable, "-c", NO_TORCH, EXAMPLE, variant, "--source", photos_dir, "--headless"],
+                         capture_output=True, text=True, timeout=120, env=dict(os.environ, DISPLAY=""))
+    assert res.returncode == 2 and res.stderr.count("\n") == 1 and "takes 640x480 frames" in res.stderr
+    photo = os.path.join(photos_dir, sorted(os.listdir(photos_dir))[0])
+    settings = runtime_bench.Settings(sizes=((240, 320),), iterations=3, warmup=1)
+    report = runtime_bench.run(os.path.join(exported, "model.onnx"), photo, settings, graph_models=[variant])
+    rows = [(r["model"], r["frame"], r["frame_path"]) for r in report["rows"]]
+    assert rows == [("model.onnx", "320x240", "fast"), ("model.onnx", "320x240", "exact"),
+                    ("model.frame-640x480.onnx", "640x480", "in graph")]
+    assert all(r["inference_ms"] > 0 and r["classify_ms"] >= r["inference_ms"] * 0.5 for r in report["rows"])
+    alone = runtime_bench.run(variant, photo, settings)
+    assert [(r["frame"], r["frame_path"]) for r in alone["rows"]] == [("640x480", "in graph")]
+    assert "| model.onnx | 320x240 | fast |" in runtime_bench.markdown(report)
