@@ -8,6 +8,7 @@ import os
 import sys
 from typing import Any, Dict, List, Optional
 
+from pipeline import manifest as mf
 from pipeline import paths
 from pipeline.errors import CheckFailed, UserError
 
@@ -125,25 +126,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 # -- verify -----------------------------------------------------------------------------------------
-def _resolve_parent(path: str, parent: Optional[Dict[str, Any]]) -> Optional[str]:
-    """The file a derived artifact was made from (manifest ``parent.file``), wherever it was written from."""
-    if not parent or not parent.get("file"):
-        return None
-    name = parent["file"]
-    for guess in (name, os.path.join(os.path.dirname(path), name),
-                  os.path.join(os.path.dirname(path), os.path.basename(name))):
-        if os.path.isfile(guess):
-            return guess
-    return None
-
-
 def cmd_verify(args: argparse.Namespace) -> int:
     from benchmarks.bench import run_bench
     from benchmarks.report import write_reports
     from benchmarks.runners.factory import candidate_for, open_runner
 
     target = candidate_for(args.engine)
-    ref_path = args.reference or _resolve_parent(args.engine, target.manifest.parent if target.manifest else None)
+    ref_path = args.reference or (mf.parent_path(args.engine, target.manifest) if target.manifest else None)
     if target.backend == "tensorrt":
         # fail fast, before any measuring, if the engine cannot run on this host
         probe = open_runner(target, device=args.device, cuda_graph=args.cuda_graph)

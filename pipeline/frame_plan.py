@@ -103,21 +103,6 @@ def _region_axis(b0: float, b1: float, size: int, scale: float, k: int, interpol
     return max(0, int(math.floor(b0 - reach))), min(size, int(math.ceil(b1 + reach)))
 
 
-# -- PIL's filters, in float -------------------------------------------------------------------------
-def _triangle(x: np.ndarray) -> np.ndarray:
-    return np.clip(1.0 - np.abs(x), 0.0, None)
-
-
-def _cubic(x: np.ndarray, a: float = -0.5) -> np.ndarray:
-    x = np.abs(x)
-    near = ((a + 2.0) * x - (a + 3.0)) * x * x + 1.0
-    far = (((x - 5.0) * x + 8.0) * x - 4.0) * a
-    return np.where(x < 1.0, near, np.where(x < 2.0, far, 0.0))
-
-
-_KERNELS = {"bilinear": _triangle, "bicubic": _cubic}
-
-
 def resample_matrix(in_size: int, out_size: int, b0: float, b1: float, interpolation: str) -> np.ndarray:
     """(out_size, in_size) float64 weights of one axis: output pixel i of the span [b0, b1) of an
     ``in_size`` axis, as PIL's ``precompute_coeffs`` (filter widened when shrinking, taps clipped
@@ -128,9 +113,11 @@ def resample_matrix(in_size: int, out_size: int, b0: float, b1: float, interpola
     if interpolation == "nearest":
         weights[np.arange(out_size), np.clip(centers.astype(np.int64), 0, in_size - 1)] = 1.0
         return weights
-    kernel = _KERNELS[interpolation]
+    from pipeline.preprocess import _pil_filter
+
+    base, kernel = _pil_filter(interpolation)
     filterscale = max(scale, 1.0)
-    support = _SUPPORT[interpolation] * filterscale
+    support = base * filterscale
     taps = np.arange(in_size)
     for i, c in enumerate(centers):
         lo, hi = max(int(c - support + 0.5), 0), min(int(c + support + 0.5), in_size)

@@ -138,3 +138,16 @@ def derive(parent: Manifest, parent_path: str, kind: str, stage: Dict[str, Any],
                     io=dict(io or parent.io), stage=stage,
                     parent={"file": os.path.relpath(parent_path), "sha256": parent.artifact.get("sha256"),
                             "kind": parent.kind})
+
+
+def parent_path(artifact_path: str, manifest: Manifest) -> Optional[str]:
+    """The file ``manifest``'s artifact was derived from (``parent.file``, written relative to where
+    the stage ran), found as written, beside the artifact, or by name beside it; None if absent."""
+    name = str((manifest.parent or {}).get("file") or "")
+    if not name:
+        return None
+    folder = os.path.dirname(artifact_path)
+    for guess in (name, os.path.join(folder, name), os.path.join(folder, os.path.basename(name))):
+        if os.path.isfile(guess):
+            return guess
+    return None

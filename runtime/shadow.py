@@ -76,18 +76,6 @@ def _z(confidence: float) -> float:
 
 
 # -- finding the reference and the expected level through the manifests ---------------------------
-def parent_path(path: str, manifest: mf.Manifest) -> Optional[str]:
-    """The file ``manifest`` was derived from (its ``parent.file``), wherever the stage ran from."""
-    name = str((manifest.parent or {}).get("file") or "")
-    if not name:
-        return None
-    for guess in (name, os.path.join(os.path.dirname(path), name),
-                  os.path.join(os.path.dirname(path), os.path.basename(name))):
-        if os.path.isfile(guess):
-            return guess
-    return None
-
-
 def _lineage(path: str) -> List[Tuple[str, mf.Manifest]]:
     chain = []
     seen = set()
@@ -95,7 +83,7 @@ def _lineage(path: str) -> List[Tuple[str, mf.Manifest]]:
         seen.add(os.path.abspath(path))
         m = mf.read(path, verify=False)
         chain.append((path, m))
-        path = parent_path(path, m) or ""
+        path = mf.parent_path(path, m) or ""
     return chain
 
 

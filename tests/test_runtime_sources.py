@@ -185,33 +185,30 @@ def test_live_capture_hands_over_the_newest_frame_and_drops_the_rest():
         assert (cap.captured, cap.delivered, cap.dropped) == (20, 3, 17)
 
 
+def _consume(cap, model_s):
+    """Frame numbers a model taking ``model_s`` per frame gets, until the source ends."""
+    got = []
+    while True:
+        frame = cap.get(timeout=5)
+        if frame is None:
+            return got
+        got.append(frame.index)
+        time.sleep(model_s)
+
+
 def test_live_capture_under_a_slow_model_keeps_up_with_the_camera():
     """A 1 kHz camera and a 20 ms model: a few frames reach the model, in order, none twice."""
     src = CountingSource(count=400, fps=1000.0)
-    got = []
     with Capture(src) as cap:
-        while True:
-            frame = cap.get(timeout=5)
-            if frame is None:
-                break
-            got.append(frame.index)
-            time.sleep(0.02)
+        got = _consume(cap, 0.02)
         assert cap.captured == 400 and cap.captured == cap.delivered + cap.dropped and cap.dropped > 200
     assert got == sorted(got) and len(set(got)) == len(got) and len(got) <= 200
     assert src.closed
 
 
 def test_file_capture_hands_over_every_frame_in_order():
-    src = CountingSource(count=50, fps=5000.0, live=False)
-    with Capture(src) as cap:
-        got = []
-        while True:
-            frame = cap.get(timeout=5)
-            if frame is None:
-                break
-            got.append(frame.index)
-            time.sleep(0.001)
-    assert got == list(range(50)) and cap.dropped == 0
+    with Capture(CountingSource(count=50, fps=5000.0, live=False)) as cap:
+        assert _consume(cap, 0.001) == list(range(50)) and cap.dropped == 0
 
 
 def test_capture_errors_reach_the_consumer_and_stop_leaves_no_thread():
