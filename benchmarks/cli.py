@@ -8,6 +8,7 @@ import os
 import sys
 from typing import Any, Dict, List, Optional
 
+from pipeline import manifest as mf
 from pipeline import paths
 from pipeline.errors import CheckFailed, UserError
 

@@ -187,8 +187,22 @@ def _run_locked(opts: Options, precisions: List[str], method: cmethods.Method,
             pub.last(paths["int8"] if "int8" in precisions else paths["fp16"])   # the file make tracks
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    _frame_variants(parent, out, opts.eval_images or opts.images, timer)
     print(f"calibrate: total {timer.total():.1f} s", file=sys.stderr)
     return out
+
+
+def _frame_variants(parent: mf.Manifest, out: Outputs, images: str, timer: Timer) -> None:
+    """The frame-input variants the export asked for (``export --frame-input``), of each model
+    written here: the preprocessing is prepended after quantization and checked to hold no Q/DQ."""
+    from pipeline.frame_io import parse_frame_size
+    from pipeline.frame_variant import write_frame_variant
+
+    sizes = [parse_frame_size(s) for s in parent.stage.get("frame_inputs") or []]
+    for path in (out.int8, out.fp16):
+        for size in (sizes if path else []):
+            variant = write_frame_variant(path, size, images)
+            timer.done("frame-input variant", "%s: %s" % (variant.artifact["file"], variant.stage["summary"]))
 
 
 # -- parts ------------------------------------------------------------------------------------

@@ -34,6 +34,7 @@ from pipeline import manifest as mf
 from pipeline import publish
 from pipeline.hashing import file_sha256
 from pipeline.errors import Unsupported, UserError
+from pipeline.frame_io import frame_input_size, frame_size_name
 
 ENGINE_NAME = "model.engine"
 SOFTMAX_OUTPUT = "probabilities"   # the output a --softmax engine has instead of the model's logits
@@ -132,20 +133,23 @@ def resolve_network_mode(api: Union[TrtApi, TargetCapabilities], target: Target,
     return NetworkMode(strongly_typed=False, flags=[])
 
 
-def engine_variant(precision: str, dla_core: int = -1, softmax: bool = False) -> str:
+def engine_variant(precision: str, dla_core: int = -1, softmax: bool = False,
+                   frame: Optional[Tuple[int, int]] = None) -> str:
     """The engine's folder name: the precision, ``-dla<N>`` for a DLA build, ``-softmax`` when the
-    engine outputs probabilities (DeepStream's classifier parser), so no variant overwrites another."""
-    return precision + ("-dla%d" % dla_core if dla_core >= 0 else "") + ("-softmax" if softmax else "")
+    engine outputs probabilities (DeepStream's classifier parser), ``-frame-<W>x<H>`` for a model that
+    takes camera frames (pipeline.frame_variant), so no variant overwrites another."""
+    return (precision + ("-dla%d" % dla_core if dla_core >= 0 else "") + ("-softmax" if softmax else "")
+            + ("-frame-" + frame_size_name(frame) if frame else ""))
 
 
 def engine_dir(out_root: str, target: Target, model_name: str, precision: str, dla_core: int = -1,
-               softmax: bool = False) -> str:
+               softmax: bool = False, frame: Optional[Tuple[int, int]] = None) -> str:
     """``<out_root>/<target>/<model>/<variant>``; the model name (read from a manifest) must be one
     plain folder name, and the result stays inside ``out_root``."""
     from pipeline.paths import path_component
 
     path_component(model_name, "model name", "the ONNX manifest")
-    folder = os.path.join(out_root, target.name, model_name, engine_variant(precision, dla_core, softmax))
+    folder = os.path.join(out_root, target.name, model_name, engine_variant(precision, dla_core, softmax, frame))
     root = os.path.realpath(out_root)
     if not os.path.realpath(folder).startswith(root + os.sep):
         raise UserError("engine folder %s would be outside %s; check the model name in the manifest" % (folder, out_root))
@@ -301,7 +305,8 @@ def build_engine(onnx_path: str, target: Union[str, Target], precision: str, out
                  batch: Optional[BatchProfile] = None, workspace_mib: Optional[int] = None,
                  compute_capabilities: Optional[Sequence[str]] = None, use_timing_cache: bool = True,
                  progress: bool = True, force: bool = True, machine: Optional[hostinfo.HostInfo] = None,
-                 echo: Optional[Callable[[str], None]] = None, softmax: bool = False) -> BuildResult:
+                 echo: Optional[Callable[[str], None]] = None, softmax: bool = False,
+                 frame_input: Optional[Tuple[int, int]] = None) -> BuildResult:
     """Build ``<out_root>/<target>/<model>/<precision>/model.engine`` + ``model.engine.json``.
 
     ``onnx_path`` is the exported ``model.onnx`` folder or one ONNX file (see
@@ -309,11 +314,13 @@ def build_engine(onnx_path: str, target: Union[str, Target], precision: str, out
     leaves any earlier engine untouched). With ``force=False`` an engine whose build key matches
     is kept and returned with ``skipped=True``. ``softmax`` appends a Softmax (the engine then
     outputs ``probabilities``; for DeepStream) and builds into ``<precision>-softmax/``.
+    ``frame_input`` (H, W) builds the variant whose graph takes camera frames (pipeline.frame_variant)
+    into ``<precision>-frame-<W>x<H>/``.
     """
     t = resolve_target(target) if isinstance(target, str) else target
     core = t.dla.core if dla_core is None else dla_core
     t.check_precision(precision, core)
-    inputs = locate(onnx_path, t, precision, calib_cache, dla_core=core)
+    inputs = locate(onnx_path, t, precision, calib_cache, dla_core=core, frame_input=frame_input)
     api = api or import_tensorrt(prefer=t.flavour)
     machine = machine or hostinfo.detect()
     reason = why_not_here(t, api, machine)
@@ -327,7 +334,8 @@ def build_engine(onnx_path: str, target: Union[str, Target], precision: str, out
     workspace_mib = workspace_mib or t.workspace_mib
     ccs = sorted(compute_capabilities or t.compute_capabilities, key=cc_key)
     key = build_key(inputs, t, api, mode, batch, workspace_mib, ccs)
-    out_dir = engine_dir(out_root, t, inputs.manifest.model.name, precision, mode.dla_core, softmax)
+    out_dir = engine_dir(out_root, t, inputs.manifest.model.name, precision, mode.dla_core, softmax,
+                         frame_input_size(inputs.manifest.io))
     engine_path = os.path.join(out_dir, ENGINE_NAME)
     with publish.RunLock(out_dir, "build %s %s" % (t.name, precision)):
         if not force:

@@ -47,6 +47,10 @@ def cmd_build(args: argparse.Namespace) -> int:
     ccs = [c.strip() for c in args.compute_capabilities.split(",")] if args.compute_capabilities else None
     onnx = args.onnx or args.onnx_dir
     engines_root = os.path.join(args.out, "engines")
+    frame_input = None
+    if args.frame_input:
+        from pipeline.frame_io import parse_frame_size
+        frame_input = parse_frame_size(args.frame_input)
 
     try:
         api = import_tensorrt(prefer=target.flavour)  # type: Any
@@ -61,7 +65,7 @@ def cmd_build(args: argparse.Namespace) -> int:
                                       dla_core=dla_core, batch=batch, workspace_mib=args.workspace_mib,
                                       compute_capabilities=ccs, use_timing_cache=not args.no_timing_cache,
                                       progress=not args.quiet, force=args.force, machine=machine, echo=_echo,
-                                      softmax=args.softmax)
+                                      softmax=args.softmax, frame_input=frame_input)
         stage = result.manifest.stage
         state = "up to date" if result.skipped else "built"
         print("engine %s: %s" % (state, stage["summary"]))
@@ -178,6 +182,8 @@ def register(sub: Any) -> None:
     p.add_argument("--precision", choices=("int8", "fp16", "fp32"), help="default: the target's default precision")
     p.add_argument("--out", required=True, help="run folder: engines go to <out>/engines/, bundles to <out>/bundle/")
     p.add_argument("--calib-cache", help="TensorRT calibration cache (default: the one beside the ONNX)")
+    p.add_argument("--frame-input", metavar="WxH", help="build the variant that takes WxH uint8 BGR camera frames "
+                   "and preprocesses them on the GPU (model[.fp16|.int8].frame-WxH.onnx, from export --frame-input)")
     p.add_argument("--dla-core", type=int, help="DLA core to build for (-1: GPU; default: the target's)")
     p.add_argument("--batch", help="MIN,OPT,MAX batch profile (default: the target's)")
     p.add_argument("--workspace-mib", type=int, help="builder workspace limit (default: the target's)")

@@ -13,7 +13,7 @@ from typing import List, Optional
 
 from pipeline.errors import EXIT_BAD_INPUT, UserError
 
-STAGE_CLIS = ("pipeline.export_cli", "calibration.cli", "engines.cli", "benchmarks.cli")
+STAGE_CLIS = ("pipeline.export_cli", "calibration.cli", "engines.cli", "benchmarks.cli", "benchmarks.runtime_cli")
 INTERNAL_ERROR = 4
 
 

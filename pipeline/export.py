@@ -12,7 +12,7 @@ import shutil
 import time
 import warnings
 from dataclasses import asdict, dataclass
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -223,16 +223,21 @@ def versions() -> Dict[str, str]:
 
 def run_export(loaded: LoadedModel, out_dir: str, parity_images: str, opset: int = DEFAULT_OPSET,
                exporter: str = "torchscript", parity_count: int = 64, seed: int = 0,
-               tolerance: Optional[ParityTolerance] = None) -> mf.Manifest:
-    """Export ``loaded`` to ``<out_dir>/model.onnx`` + ``model.onnx.json``; nothing is left on failure."""
+               tolerance: Optional[ParityTolerance] = None, frame_inputs: Sequence[str] = ()) -> mf.Manifest:
+    """Export ``loaded`` to ``<out_dir>/model.onnx`` + ``model.onnx.json``; nothing is left on failure.
+
+    ``frame_inputs`` (e.g. ``["1920x1080"]``) are recorded in the manifest: the frame-input variants
+    the export (:mod:`pipeline.frame_variant`) and calibrate stages then write beside each model.
+    """
     check_opset(opset, exporter)
     with publish.RunLock(out_dir, "export"):
         return _export_locked(loaded, out_dir, parity_images, opset, exporter, parity_count, seed,
-                              tolerance or ParityTolerance())
+                              tolerance or ParityTolerance(), frame_inputs)
 
 
 def _export_locked(loaded: LoadedModel, out_dir: str, parity_images: str, opset: int, exporter: str,
-                   parity_count: int, seed: int, tolerance: ParityTolerance) -> mf.Manifest:
+                   parity_count: int, seed: int, tolerance: ParityTolerance,
+                   frame_inputs: Sequence[str]) -> mf.Manifest:
     t0 = time.perf_counter()
     pre = loaded.preprocessing
     input_shape = [3, pre.input_size[0], pre.input_size[1]]
@@ -272,6 +277,7 @@ def _export_locked(loaded: LoadedModel, out_dir: str, parity_images: str, opset:
                    "identity_initializers_inlined": graph["identity_initializers_inlined"],
                    "weights_file_sha256": loaded.weights_file_sha256, "pretrained_cfg": _jsonable(loaded.pretrained_cfg),
                    "parity": asdict(parity), "parity_images": os.path.abspath(parity_images),
+                   "frame_inputs": list(frame_inputs),
                    "notes": loaded.notes, "versions": versions(),
                    "timings_s": {"export": round(export_s, 2), "parity": round(parity_s, 2),
                                  "total": round(time.perf_counter() - t0, 2)}})

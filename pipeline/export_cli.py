@@ -30,13 +30,21 @@ def cmd_export(args: argparse.Namespace) -> int:
     for note in loaded.notes:
         print(f"note: {note}")
     tol = ParityTolerance(atol=args.atol, rtol=args.rtol, min_top1_agreement=args.min_top1_agreement)
+    from pipeline.frame_io import frame_size_name
+    from pipeline.frame_variant import frame_sizes, write_frame_variant
+
+    sizes = frame_sizes(args.frame_input)      # parsed first: a bad size fails before the export
     m = run_export(loaded, args.out, args.parity_images, opset=args.opset, exporter=args.exporter,
-                   parity_count=args.parity_count, seed=args.seed, tolerance=tol)
+                   parity_count=args.parity_count, seed=args.seed, tolerance=tol,
+                   frame_inputs=[frame_size_name(s) for s in sizes])
     p = m.stage["parity"]
     print(f"export: {os.path.join(args.out, 'model.onnx')} ({m.artifact['bytes'] / 1e6:.1f} MB, opset "
           f"{m.stage['opset']}, {m.stage['nodes']} nodes) in {m.stage['timings_s']['total']:.1f} s; parity on "
           f"{p['images']} images: max abs error {p['max_abs_error']:.2e}, top-1 agreement "
           f"{100 * p['top1_agreement']:.1f} %")
+    for size in sizes:
+        variant = write_frame_variant(os.path.join(args.out, "model.onnx"), size, args.parity_images)
+        print(f"frame input: {os.path.join(args.out, variant.artifact['file'])}: {variant.stage['summary']}")
     return 0
 
 
@@ -77,6 +85,10 @@ def register(sub: Any) -> None:
     p.add_argument("--atol", type=float, default=1e-4)
     p.add_argument("--rtol", type=float, default=1e-3, help="relative to the largest |logit|")
     p.add_argument("--min-top1-agreement", type=float, default=0.99)
+    p.add_argument("--frame-input", action="append", metavar="WxH",
+                   help="also write model.frame-WxH.onnx: the model with the camera-frame preprocessing in its graph "
+                        "(input uint8 N x H x W x 3 BGR), so TensorRT runs it on the GPU; calibrate writes the INT8 / "
+                        "FP16 variants too. Repeat or comma-separate sizes, e.g. 1920x1080,1280x720")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("info", help="per-stage output shapes, parameters and MACs of a model")

@@ -8,8 +8,8 @@ import sys
 from pipeline import paths
 
 FORBIDDEN = ("torch", "timm", "modelopt", "torchvision")
-DEVICE_PIPELINE = ["errors", "atomic", "labels", "preprocess", "datasets", "manifest", "progress", "paths",
-                   "summary", "lineage", "publish", "__init__"]
+DEVICE_PIPELINE = ["errors", "atomic", "labels", "preprocess", "frame_plan", "frame_io", "datasets", "manifest",
+                   "progress", "paths", "summary", "lineage", "publish", "hashing", "trt_cache", "__init__"]
 
 
 def device_files():

@@ -12,6 +12,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from pipeline import manifest as mf
 from pipeline.errors import Unsupported, UserError
+from pipeline.frame_io import frame_input_size
 
 PRECISION_OF_KIND = {"onnx": "fp32", "onnx-fp16": "fp16", "onnx-int8": "int8"}
 RUNNABLE_KINDS = ("onnx", "onnx-fp16", "onnx-int8", "engine")
@@ -48,6 +49,10 @@ def candidate_for(path: str) -> Candidate:
     if m.kind not in RUNNABLE_KINDS:
         raise UserError(f"{path} is a {m.kind!r} artifact; bench and verify run "
                         f"{', '.join(RUNNABLE_KINDS)} artifacts")
+    if frame_input_size(m.io):
+        raise UserError(f"{path} takes camera frames (its graph holds the preprocessing); bench and verify measure "
+                        "the network it was made from (its manifest's parent), and `inception-deploy frame-accuracy` "
+                        "measures the frame input against the exact preprocessing")
     if m.kind == "engine":
         precision = str(m.stage.get("precision") or "unknown")
         target = m.stage.get("target")
@@ -79,7 +84,7 @@ def discover(root: str, kinds: Tuple[str, ...] = RUNNABLE_KINDS) -> List[Candida
             m = mf.read(path, verify=False)
         except UserError:
             continue
-        if m.kind not in kinds:
+        if m.kind not in kinds or frame_input_size(m.io):   # frame-input variants: see candidate_for
             continue
         digest = str(m.artifact.get("sha256"))
         if digest in seen:

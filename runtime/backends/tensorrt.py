@@ -258,6 +258,7 @@ class TensorRTBackend(Backend):
         self._output = next((t for t in self._tensors[1:] if t.name == want), self._tensors[1])
         self.input_name, self.output_name = self._input.name, self._output.name
         self.input_shape = tuple(int(d) for d in max_shape[1:])  # type: ignore[assignment]
+        self.input_dtype = self._input.dtype     # uint8 for an engine that takes camera frames
         self.max_batch = int(max_shape[0])
         self.num_classes = int(self._output.max_shape[-1]) if len(self._output.max_shape) == 2 else None
 
