@@ -22,6 +22,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from pipeline import manifest as mf
 from pipeline.errors import UserError
+from pipeline.frame_io import frame_input_size
 from pipeline.hashing import cached_sha256
 from pipeline.trt_cache import read_cache_with_header
 
@@ -132,7 +133,8 @@ def check_io(path: str, m: mf.Manifest) -> None:
                         % (mf.sidecar(path), len(names) if isinstance(names, list) else 0, m.model.num_classes,
                            mf.regenerate(m.kind)))
     want_in, want_out = _manifest_tensor(m, "input"), _manifest_tensor(m, "output")
-    pre_chw = [3] + [int(v) for v in m.preprocessing.get("input_size", [])]
+    frame = frame_input_size(m.io)      # a model with its preprocessing in the graph takes (N, H, W, 3) frames
+    pre_chw = [frame[0], frame[1], 3] if frame else [3] + [int(v) for v in m.preprocessing.get("input_size", [])]
     fix = "the manifest does not belong to this model; use the .json written with it, or %s" % mf.regenerate(m.kind)
     if m.kind.startswith("onnx"):
         _check_graph(path, m, want_in[0], want_out[0], pre_chw, fix)
@@ -143,7 +145,7 @@ def check_io(path: str, m: mf.Manifest) -> None:
                 raise UserError("%s was built for input %r of shape %s, but its manifest describes %r (N, %s): %s"
                                 % (path, name, profile.get("opt"), want_in[0], ", ".join(map(str, pre_chw)), fix))
     if want_in[1] and [_int(d) for d in want_in[1][1:]] != pre_chw:
-        raise UserError("%s: io.input.shape %s contradicts the preprocessing's input size %s: %s"
+        raise UserError("%s: io.input.shape %s contradicts the model's input size %s: %s"
                         % (mf.sidecar(path), want_in[1], pre_chw, fix))
 
 

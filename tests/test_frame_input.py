@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline import frame_plan
+from pipeline import frame_io, frame_plan
 from pipeline import manifest as mf
 from pipeline.cli import main
 from pipeline.errors import CheckFailed, UserError
@@ -53,9 +53,9 @@ def test_plan_geometry_reads_the_crop_and_its_filter_reach_only():
 
 @pytest.mark.parametrize("bad", ["1920", "1920x", "x1080", "0x10", "axb", "99999x2"])
 def test_frame_sizes_are_width_x_height_or_a_clear_error(bad):
-    assert frame_plan.parse_frame_size(" 1920x1080 ") == (1080, 1920)
+    assert frame_io.parse_frame_size(" 1920x1080 ") == (1080, 1920)
     with pytest.raises(UserError, match="WIDTHxHEIGHT"):
-        frame_plan.parse_frame_size(bad)
+        frame_io.parse_frame_size(bad)
 
 
 @pytest.mark.parametrize("pre", [BILINEAR_56, BICUBIC_299], ids=["bilinear56", "bicubic299"])
@@ -172,7 +172,7 @@ def test_export_frame_input_writes_the_variant_with_its_manifest(exported, capsy
     assert m.parent["sha256"] == net.artifact["sha256"] and m.preprocessing == net.preprocessing
     parity = m.stage["parity"]
     assert parity["images"] == 32 and parity["top1_agreement"] >= 0.9 and parity["passed"]
-    assert frame_plan.frame_input_size(m.io) == (480, 640) and frame_plan.frame_input_size(net.io) is None
+    assert frame_io.frame_input_size(m.io) == (480, 640) and frame_io.frame_input_size(net.io) is None
 
 
 def test_export_rejects_a_bad_frame_size_before_writing_anything(tmp_path, capsys):
