@@ -215,7 +215,7 @@ def collect(onnx_path: str, tensors: Sequence[str], batches: Iterable[np.ndarray
     """Run the FP32 model once over ``batches`` with ``tensors`` as extra outputs; histogram each."""
     import onnx
 
-    from pipeline.export import ort_session
+    from pipeline.onnx_io import ort_session
     from pipeline.progress import Progress
 
     model = onnx.load(onnx_path)

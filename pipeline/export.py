@@ -22,9 +22,8 @@ from pipeline import publish
 from pipeline.datasets import open_image_folder, select
 from pipeline.errors import CheckFailed, UserError
 from pipeline.models.sources import LoadedModel
+from pipeline.onnx_io import INPUT_NAME, OUTPUT_NAME, ort_session
 
-INPUT_NAME = "input"
-OUTPUT_NAME = "logits"
 DEFAULT_OPSET = 17
 TWO_GB = 2 ** 31
 
@@ -170,16 +169,6 @@ def add_metadata(path: str, meta: Dict[str, str]) -> None:
     proto.producer_name = "inception-deploy"
     proto.producer_version = mf.TOOL_VERSION
     onnx.save(proto, path)
-
-
-def ort_session(path: str, threads: int = 0) -> Any:
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    if threads:
-        opts.intra_op_num_threads = threads
-    opts.log_severity_level = 3
-    return ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
 
 
 def parity_check(loaded: LoadedModel, onnx_path: str, images_dir: str, count: int, seed: int,

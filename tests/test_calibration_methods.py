@@ -130,7 +130,7 @@ def test_histogram_pass_records_every_batch_of_the_graph_input_and_outputs(test_
     import onnx
 
     from calibration import stats as cstats
-    from pipeline.export import ort_session
+    from pipeline.onnx_io import ort_session
 
     tensors = cstats.float_activation_tensors(onnx.load(test_model_onnx))
     rng = np.random.default_rng(0)

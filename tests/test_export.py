@@ -12,7 +12,8 @@ from pipeline import paths
 from pipeline.cli import main as cli
 from pipeline.datasets import open_image_folder, select
 from pipeline.errors import CheckFailed, UserError
-from pipeline.export import ParityTolerance, ort_session, run_export
+from pipeline.export import ParityTolerance, run_export
+from pipeline.onnx_io import ort_session
 from pipeline.models.batchnorm import reestimate_batchnorm
 from pipeline.models.sources import resolve_model
 
