@@ -2,13 +2,16 @@
 
 Imports stay inside the command functions: ``inception-deploy --help`` stays fast, and this file
 is also the entry point of a deploy bundle (``python3 -m engines build ...``) on a device with
-only its system Python, TensorRT and numpy.
+only its system Python and TensorRT; errors and exit codes come from the one runner,
+:func:`pipeline.cli.run` (standard library only).
 """
 import argparse
 import os
 import sys
 import textwrap
 from typing import Any, List, Optional
+
+from pipeline.cli import build_parser, run
 
 BUILD_HELP = """Build a TensorRT engine for a target, from the ONNX the export/calibrate stages wrote:
 fp32 <- model.onnx, fp16 <- model.fp16.onnx, int8 <- model.int8.onnx (Q/DQ), or for targets with
@@ -219,22 +222,7 @@ def register(sub: Any) -> None:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    """Entry point of ``python -m engines`` (a deploy bundle on a device, without pipeline.cli)."""
-    from pipeline.errors import UserError
-
-    parser = argparse.ArgumentParser(prog="python -m engines",
-                                     description="inception-deploy engine builder (device side)")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    register(sub)
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 2
-    try:
-        return int(args.func(args) or 0)
-    except UserError as e:
-        print("error: %s" % e, file=sys.stderr)
-        return e.exit_code
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    """Entry point of ``python -m engines`` (a deploy bundle on a device): this stage's commands
+    under the one runner of :mod:`pipeline.cli` (same errors and exit codes)."""
+    return run(build_parser(("engines.cli",), prog="python -m engines",
+                            description="inception-deploy engine builder (device side)"), argv)

@@ -9,7 +9,7 @@ import argparse
 import importlib
 import os
 import sys
-from typing import List, Optional
+from typing import List, Optional, Sequence
 
 from pipeline.errors import EXIT_BAD_INPUT, UserError
 
@@ -17,15 +17,19 @@ STAGE_CLIS = ("pipeline.export_cli", "calibration.cli", "engines.cli", "benchmar
 INTERNAL_ERROR = 4
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="inception-deploy",
-        description="Take a trained PyTorch (timm) classifier to ONNX, INT8/FP16, TensorRT engines, "
-                    "and prove what was lost.",
-        epilog="exit codes: 0 ok, 1 a check failed (parity, accuracy budget, gate), 2 unusable input, "
-               "3 unsupported on this host (e.g. no TensorRT), 4 internal error")
+DESCRIPTION = ("Take a trained PyTorch (timm) classifier to ONNX, INT8/FP16, TensorRT engines, "
+               "and prove what was lost.")
+EPILOG = ("exit codes: 0 ok, 1 a check failed (parity, accuracy budget, gate), 2 unusable input, "
+          "3 unsupported on this host (e.g. no TensorRT), 4 internal error")
+
+
+def build_parser(stages: Sequence[str] = STAGE_CLIS, prog: str = "inception-deploy",
+                 description: str = DESCRIPTION) -> argparse.ArgumentParser:
+    """The parser with the subcommands of ``stages`` (modules with a ``register(subparsers)``);
+    a stage package this install does not ship is left out."""
+    parser = argparse.ArgumentParser(prog=prog, description=description, epilog=EPILOG)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in STAGE_CLIS:
+    for name in stages:
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as e:  # a stage package this install does not ship
@@ -36,8 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    parser = build_parser()
+def run(parser: argparse.ArgumentParser, argv: Optional[List[str]] = None) -> int:
+    """Parse ``argv`` and run the chosen subcommand: the one place errors become exit codes
+    (``UserError``: its ``error:`` line and code; a bug: one ``internal error`` line, exit 4)."""
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
@@ -57,6 +62,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"internal error: {type(e).__name__}: {e} (set INCEPTION_DEPLOY_DEBUG=1 for the traceback)",
               file=sys.stderr)
         return INTERNAL_ERROR
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """``inception-deploy``: every stage's subcommands."""
+    return run(build_parser(), argv)
 
 
 if __name__ == "__main__":
