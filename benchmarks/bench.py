@@ -24,13 +24,14 @@ from benchmarks import accuracy as acc
 from benchmarks.environment import environment
 from benchmarks.latency import LatencyResult, Stats, TimingPolicy, WarmupPolicy, measure
 from benchmarks.runners.factory import Candidate, open_runner
+from pipeline import documents
 from pipeline import manifest as mf
 from pipeline.datasets import FINGERPRINT_METHOD, ImageFolder, open_image_folder, select
 from pipeline.errors import Unsupported, UserError
+from pipeline.labels import display_name
 from pipeline.preprocess import Preprocessing, stack
 from pipeline.progress import Progress
 
-REPORT_SCHEMA = "inception-deploy/report@1"
 DEFAULT_COUNT = 1000          # class-balanced, seeded subset of the val images (5 a class on Tiny-ImageNet)
 DEFAULT_SEED = 0
 DEFAULT_BATCH_SIZES = (1, 8, 32)
@@ -169,11 +170,7 @@ def check_same_model(candidates: Sequence[Candidate]) -> mf.Manifest:
 
 def _label_text(m: mf.Manifest) -> List[str]:
     desc = m.model.label_descriptions or {}
-    out = []
-    for name in m.model.label_names:
-        d = desc.get(name, "")
-        out.append(f"{name} ({d.split(',')[0].strip()})" if d else name)
-    return out
+    return [f"{name} ({display_name(name, desc)})" if desc.get(name) else name for name in m.model.label_names]
 
 
 def _infer_chunked(runner: Any, images: np.ndarray) -> np.ndarray:
@@ -359,10 +356,10 @@ def run_bench(candidates: Sequence[Candidate], selection: Selection, settings: B
     if torch is not None:
         threads["torch"] = torch.get_num_threads()
     report: Dict[str, Any] = {
-        "schema": REPORT_SCHEMA,
+        "schema": documents.REPORT,
         "command": command,
         "created": mf.now(),
-        "tool": {"name": "inception-deploy", "version": mf.TOOL_VERSION},
+        "tool": documents.tool_record(),
         "identity": ident,
         "environment": environment(threads),
         "settings": settings.to_dict(),

@@ -10,6 +10,7 @@ import os
 from typing import Any, Dict, List, Optional, Tuple
 
 from benchmarks.environment import one_line
+from pipeline import documents
 from pipeline import manifest as mf
 from pipeline import publish
 from pipeline.errors import UserError
@@ -221,20 +222,7 @@ def _write_text(path: str, text: str) -> None:
 
 def load_report(path: str) -> Dict[str, Any]:
     """Read a report.json; :class:`UserError` (exit 2) when missing, unreadable or of another schema."""
-    from benchmarks.bench import REPORT_SCHEMA
-
-    if not os.path.isfile(path):
-        raise UserError(f"report not found: {path} (write it with inception-deploy bench/verify, or make bench)")
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except ValueError as e:
-        raise UserError(f"{path} is not valid JSON ({e}); re-run the benchmark") from None
-    if not isinstance(data, dict) or data.get("schema") != REPORT_SCHEMA:
-        got = data.get("schema") if isinstance(data, dict) else type(data).__name__
-        raise UserError(f"{path} has schema {got!r}, expected {REPORT_SCHEMA!r}; re-run the benchmark with this "
-                        "version of inception-deploy")
-    for key in ("identity", "rows", "reference"):
-        if key not in data:
-            raise UserError(f"{path} lacks {key!r}; re-run the benchmark")
+    fix = "write it with inception-deploy bench/verify (or make bench) with this version of inception-deploy"
+    data = documents.read_document(path, documents.REPORT, "report", fix)
+    documents.check_keys(data, ("identity", "rows", "reference"), path, fix)
     return data

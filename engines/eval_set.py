@@ -19,13 +19,13 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 
 from engines.deepstream import net_scale
-from pipeline import atomic
+from pipeline import atomic, documents
 from pipeline import manifest as mf
 from pipeline.datasets import ImageFolder, open_image_folder, select
 from pipeline.errors import UserError
 from pipeline.hashing import file_sha256
 
-from engines.eval_files import EVAL_DIR, IMAGES, LOGITS, MANIFEST, SCHEMA
+from engines.eval_files import EVAL_DIR, IMAGES, LOGITS, MANIFEST
 
 
 @dataclass
@@ -143,7 +143,7 @@ def write_eval_set(dest_root: str, onnx_path: str, manifest: mf.Manifest, images
     np.save(os.path.join(dest, LOGITS), logits)
     y = np.array([f["label"] for f in files if f["path"] in own])
     record = {
-        "schema": SCHEMA, "images": IMAGES, "count": len(files), "seed": seed,
+        "schema": documents.EVAL_SET, "images": IMAGES, "count": len(files), "seed": seed,
         "source": {"root": os.path.abspath(images_root), "count": count, "layout": folder.layout,
                    "fingerprint": folder.fingerprint()},
         "files": files, "unreadable": folder.skipped_report(),

@@ -17,6 +17,7 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 import torch
 
+from pipeline import documents
 from pipeline import manifest as mf
 from pipeline import publish
 from pipeline.datasets import open_image_folder, select
@@ -167,7 +168,7 @@ def add_metadata(path: str, meta: Dict[str, str]) -> None:
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
     proto.producer_name = "inception-deploy"
-    proto.producer_version = mf.TOOL_VERSION
+    proto.producer_version = documents.VERSION
     onnx.save(proto, path)
 
 

@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
 from pipeline import atomic
+from pipeline import documents
 from pipeline.errors import UserError
 from pipeline.hashing import file_sha256
 from pipeline.paths import path_component
@@ -32,9 +33,7 @@ from pipeline.paths import path_component
 if TYPE_CHECKING:  # numpy stays optional: the builder on a device reads manifests without it
     from pipeline.preprocess import Preprocessing
 
-SCHEMA = "inception-deploy/manifest@1"
 KINDS = ("onnx", "onnx-fp16", "onnx-int8", "calibration", "engine", "bundle", "report")
-TOOL_VERSION = "0.1.0"
 # the command that makes an artifact of each kind again (said whenever one is refused)
 REGENERATE = {
     "onnx": "re-export it (make export, or inception-deploy export)",
@@ -72,8 +71,8 @@ class Manifest:
     stage: Dict[str, Any] = field(default_factory=dict)
     parent: Optional[Dict[str, Any]] = None
     created: str = ""
-    tool: Dict[str, str] = field(default_factory=lambda: {"name": "inception-deploy", "version": TOOL_VERSION})
-    schema: str = SCHEMA
+    tool: Dict[str, str] = field(default_factory=documents.tool_record)
+    schema: str = documents.MANIFEST
 
     # -- convenience --------------------------------------------------------------------------
     def preprocessing_obj(self) -> "Preprocessing":
@@ -93,11 +92,9 @@ class Manifest:
 
     @classmethod
     def from_dict(cls, d: Dict[str, Any], where: str = "manifest") -> "Manifest":
-        if d.get("schema") != SCHEMA:
-            raise UserError(f"{where}: schema {d.get('schema')!r} is not {SCHEMA!r}; regenerate it with "
-                            "this version of inception-deploy")
-        if d.get("kind") not in KINDS:
-            raise UserError(f"{where}: unknown kind {d.get('kind')!r}; expected one of {', '.join(KINDS)}")
+        documents.expect_tag(d, documents.MANIFEST, where, "regenerate it with this version of inception-deploy")
+        documents.check_all([(d.get("kind") in KINDS, f"unknown kind {d.get('kind')!r}; expected one of "
+                                                   f"{', '.join(KINDS)}")], where)
         try:
             model = ModelRecord(**d["model"])
             path_component(model.name, "model name", where)
