@@ -9,7 +9,7 @@ from pipeline import paths
 
 FORBIDDEN = ("torch", "timm", "modelopt", "torchvision")
 DEVICE_PIPELINE = ["errors", "atomic", "labels", "preprocess", "datasets", "manifest", "progress", "paths",
-                   "summary", "lineage", "publish", "onnx_io", "__init__"]
+                   "summary", "lineage", "publish", "onnx_io", "command", "documents", "__init__"]
 # Host-side modules that must still import without torch (ONNX Runtime is their only engine).
 TORCH_FREE = ["calibration.evaluate", "calibration.stats"]
 
