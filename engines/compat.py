@@ -14,10 +14,6 @@ from pipeline.errors import UserError
 from pipeline.manifest import Manifest
 
 
-def _cc(text: str) -> Tuple[int, int]:
-    return cc_key(text)
-
-
 def check_engine_compat(manifest: Manifest, api: TrtApi, device_cc: Optional[Tuple[int, int]] = None,
                         device_name: Optional[str] = None) -> None:
     """Raise :class:`UserError` (one line) unless this engine loads with ``api`` on this GPU.
@@ -56,11 +52,9 @@ def check_engine_compat(manifest: Manifest, api: TrtApi, device_cc: Optional[Tup
     if level == "ampere_plus":
         ok = tuple(device_cc) >= (8, 0)
         wanted = "Ampere or newer (compute capability >= 8.0)"
-    elif level == "same_compute_capability":
-        ok = tuple(device_cc) == _cc(built_cc)
-        wanted = "compute capability %s" % built_cc
-    else:
-        ok = tuple(device_cc) == _cc(built_cc)
-        wanted = "%s (compute capability %s)" % (device.get("builder_device") or "the builder's GPU", built_cc)
+    else:  # same_compute_capability, or none: the builder's GPU model (same compute capability)
+        ok = tuple(device_cc) == cc_key(built_cc)
+        wanted = ("compute capability %s" % built_cc if level == "same_compute_capability" else
+                  "%s (compute capability %s)" % (device.get("builder_device") or "the builder's GPU", built_cc))
     if not ok:
         raise UserError("%s was built for %s and cannot run on %s: %s" % (engine, wanted, gpu, rebuild))
