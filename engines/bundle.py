@@ -210,12 +210,12 @@ def _checksums(tmp: str) -> List[str]:
 def write_bundle(onnx_dir: str, target: Target, out_root: str, precision: str, reason: str,
                  calib_cache: Optional[str] = None, dla_core: int = -1,
                  eval_options: Optional[EvalOptions] = None) -> BundleResult:
-    """Write ``<out_root>/bundle/<target>/`` (replacing an earlier one only when complete)."""
+    """Write ``<out_root>/bundle/<target>/`` (replacing an earlier one only when complete):
+    select the inputs, then stage models, python/, the verification set, the texts, the checksums
+    and the manifest in a temp folder renamed into place whole."""
     target.check_precision(precision, dla_core)
     notes: List[str] = []
     chosen = _select(onnx_dir, target, precision, calib_cache, dla_core, notes)
-    first = chosen[precision]
-    m = first.manifest
     bundle_dir = os.path.join(out_root, "bundle", target.name)
     if target.is_jetson and target.max_opset > 17:
         notes.append("needs %s; JetPack 5.x / 6.0 (TensorRT 8.5 / 8.6) read ONNX opset <= 17 only: use "
@@ -227,33 +227,38 @@ def write_bundle(onnx_dir: str, target: Target, out_root: str, precision: str, r
         built_from = staged["built_from"]          # type: Dict[str, str]  # type: ignore[assignment]
         calib = staged["calibration"]              # type: Optional[CalibrationCache]  # type: ignore[assignment]
         _stage_python(tmp, target)
-        text = BundleText(target=target, manifest=m, reason=reason, precisions=built_from,
+        text = BundleText(target=target, manifest=chosen[precision].manifest, reason=reason, precisions=built_from,
                           default_precision=precision, dla_core=dla_core, notes=notes)
-        fp32 = chosen.get("fp32")
         if eval_options is not None and eval_options.images:
-            from engines.eval_set import write_eval_set
-
-            source = fp32.onnx_path if fp32 else (first.onnx_path if m.kind == "onnx" else
-                                                  mf.parent_path(m, first.onnx_path))
-            if source is None:
-                notes.append("no verification set: the FP32 model %s was made from is not beside it"
-                             % os.path.basename(first.onnx_path))
-            else:
-                result = write_eval_set(tmp, source, mf.read(source, expect_kind="onnx"), eval_options.images,
-                                        eval_options.count, eval_options.seed, eval_options.deepstream_check)
-                text.eval_set, text.deepstream = result.record, result.nvinfer
-        calib_rel = "model/%s" % os.path.basename(calib.path) if calib else None
-        chw = [3] + [int(v) for v in m.preprocessing["input_size"]]
-        text.commands = _trtexec_lines(text, chw, calib_rel)
+            _stage_eval_set(tmp, text, chosen, eval_options)
+        chw = [3] + [int(v) for v in text.manifest.preprocessing["input_size"]]
+        text.commands = _trtexec_lines(text, chw, "model/%s" % os.path.basename(calib.path) if calib else None)
         _write_texts(tmp, text)
         sums = _checksums(tmp)
-        stage = _stage_record(text, calib, sums, tmp)
-        manifest = mf.derive(m, os.path.join(tmp, "model", built_from[precision]), "bundle", stage,
-                             artifact_path=os.path.join(tmp, SUMS))
+        manifest = mf.derive(text.manifest, os.path.join(tmp, "model", built_from[precision]), "bundle",
+                             _stage_record(text, calib, sums, tmp), artifact_path=os.path.join(tmp, SUMS))
         mf.write(manifest, os.path.join(tmp, SUMS))
-    return BundleResult(path=bundle_dir, manifest=manifest, files=[s.split("  ", 1)[1] for s in sums],
-                        precisions=built_from, notes=notes, bytes=sum(
-                            os.path.getsize(os.path.join(bundle_dir, s.split("  ", 1)[1])) for s in sums))
+    names = [line.split("  ", 1)[1] for line in sums]
+    return BundleResult(path=bundle_dir, manifest=manifest, files=names, precisions=built_from, notes=notes,
+                        bytes=sum(os.path.getsize(os.path.join(bundle_dir, n)) for n in names))
+
+
+def _stage_eval_set(tmp: str, text: BundleText, chosen: Dict[str, BuildInputs], options: EvalOptions) -> None:
+    """``eval/``: the verification images and the FP32 logits the host computes for them, from the
+    FP32 model (bundled, or the parent the requested ONNX was made from); a note where it is missing."""
+    from engines.eval_set import write_eval_set
+
+    first = chosen[text.default_precision]
+    fp32 = chosen.get("fp32")
+    source = fp32.onnx_path if fp32 else (first.onnx_path if first.manifest.kind == "onnx" else
+                                          mf.parent_path(first.manifest, first.onnx_path))
+    if source is None:
+        text.notes.append("no verification set: the FP32 model %s was made from is not beside it"
+                          % os.path.basename(first.onnx_path))
+        return
+    result = write_eval_set(tmp, source, mf.read(source, expect_kind="onnx"), options.images, options.count,
+                            options.seed, options.deepstream_check)
+    text.eval_set, text.deepstream = result.record, result.nvinfer
 
 
 def _stage_record(b: BundleText, calib: Optional[CalibrationCache], sums: List[str], tmp: str) -> Dict[str, object]:
