@@ -211,6 +211,9 @@ def write_reports(report: Dict[str, Any], folder: str, parent: Optional[mf.Manif
             pub.add(os.path.join(folder, os.path.basename(path)))
         _write_text(pub.add(paths["html"]), html_page(report, plots, pub.staging))
         pub.last(paths["json"])                                  # the file make tracks
+    legacy = paths["json"] + ".json"          # the report manifest's name before sidecar() gave JSON artifacts theirs
+    if os.path.isfile(legacy) and os.path.isfile(mf.sidecar(paths["json"])):
+        os.remove(legacy)
     paths.update({name: os.path.join(folder, os.path.basename(p)) for name, p in plots.items()})
     return paths
 

@@ -199,7 +199,7 @@ def calibration_manifests(paths: List[str], weights_sha256: Optional[str]) -> Di
             if not name.endswith(".json") or name.startswith(".") or side in found:
                 continue
             try:
-                cal = mf.read(side[:-len(".json")], expect_kind="calibration", verify=False)
+                cal = mf.read(mf.artifact_of(side), expect_kind="calibration", verify=False)
             except UserError:
                 continue
             if cal.model.weights_sha256 == weights_sha256:

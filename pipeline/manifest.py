@@ -1,4 +1,5 @@
-"""The one manifest schema: a JSON sidecar ``<artifact>.json`` beside every artifact.
+"""The one manifest schema: a JSON sidecar ``<artifact>.json`` beside every artifact
+(``report.manifest.json`` for the JSON artifact ``report.json``: :func:`sidecar`).
 
 Every stage writes the same envelope; stage-specific figures go under ``stage``. Derived
 artifacts (FP16/INT8 ONNX, engines, bundles) copy ``model``, ``preprocessing`` and ``io`` from
@@ -105,9 +106,22 @@ class Manifest:
             raise UserError(f"{where}: incomplete manifest ({e}); regenerate it") from None
 
 
+JSON_ARTIFACT_SIDECAR = ".manifest.json"
+
+
 def sidecar(artifact_path: str) -> str:
-    """``model.onnx`` -> ``model.onnx.json``."""
+    """The one sidecar rule: ``model.onnx`` -> ``model.onnx.json``; an artifact that is itself JSON
+    -> ``<stem>.manifest.json`` (``report.json`` -> ``report.manifest.json``, not ``report.json.json``)."""
+    if artifact_path.endswith(".json"):
+        return artifact_path[:-len(".json")] + JSON_ARTIFACT_SIDECAR
     return artifact_path + ".json"
+
+
+def artifact_of(sidecar_path: str) -> str:
+    """The inverse of :func:`sidecar` (``report.manifest.json`` -> ``report.json``)."""
+    if sidecar_path.endswith(JSON_ARTIFACT_SIDECAR):
+        return sidecar_path[:-len(JSON_ARTIFACT_SIDECAR)] + ".json"
+    return sidecar_path[:-len(".json")]
 
 
 def now() -> str:

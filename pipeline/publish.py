@@ -271,7 +271,9 @@ class Publication:
     def order(self) -> List[str]:
         if self._last is None:
             return list(self._names)
-        tail = [n for n in (self._last + ".json", self._last) if n in self._names]
+        from pipeline.manifest import sidecar
+
+        tail = [n for n in (sidecar(self._last), self._last) if n in self._names]
         return [n for n in self._names if n not in tail] + tail
 
     def commit(self) -> None:
