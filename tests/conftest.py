@@ -116,3 +116,29 @@ def engines_onnx_dir(tmp_path_factory, test_model_onnx, calib_dir) -> str:
     mf.read(base, expect_kind="onnx")  # the exported ONNX is untouched
     return out
 
+
+
+# ---- document schemas (pipeline/schemas/*.schema.json) ----------------------------------------
+@pytest.fixture(scope="session")
+def validate_document():
+    """``validate_document("manifest", data)``: every JSON Schema violation of a document the
+    pipeline wrote, listed in the assertion (jsonschema, draft 2020-12; host-side only)."""
+    import json
+
+    from jsonschema import Draft202012Validator
+    from referencing import Registry, Resource
+
+    from pipeline import documents
+
+    schemas = {}
+    for name in documents.DOCUMENTS:
+        with open(documents.schema_path(name), encoding="utf-8") as f:
+            schemas[name] = json.load(f)
+    registry = Registry().with_resources((s["$id"], Resource.from_contents(s)) for s in schemas.values())
+    validators = {name: Draft202012Validator(s, registry=registry) for name, s in schemas.items()}
+
+    def validate(document: str, data) -> None:
+        errors = sorted(validators[document].iter_errors(data), key=lambda e: [str(p) for p in e.path])
+        assert not errors, "%s: %s" % (document, "; ".join(
+            "/".join(str(p) for p in e.path) + ": " + e.message[:200] for e in errors[:5]))
+    return validate

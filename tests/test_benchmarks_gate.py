@@ -256,3 +256,19 @@ def test_verify_runs_onnx_against_its_parent_and_skips_an_engine(runs, test_mode
     err = capsys.readouterr().err
     assert err.startswith("error: cannot run TensorRT engine") and len(err.strip().splitlines()) == 1
     assert not os.path.exists(tmp_path / "v3" / "report.json")
+
+
+def test_report_its_manifest_and_the_baseline_follow_the_schemas(good_report, baseline, validate_document):
+    with open(good_report, encoding="utf-8") as f:
+        validate_document("report", json.load(f))
+    with open(mf.sidecar(good_report), encoding="utf-8") as f:
+        validate_document("manifest", json.load(f))
+    with open(baseline, encoding="utf-8") as f:
+        validate_document("baseline", json.load(f))
+
+
+def test_the_report_manifest_has_a_sane_name(good_report):
+    """One sidecar rule (pipeline.manifest.sidecar): report.json's manifest is report.manifest.json."""
+    folder = os.path.dirname(good_report)
+    assert os.path.isfile(os.path.join(folder, "report.manifest.json")) and not os.path.exists(good_report + ".json")
+    assert mf.read(good_report, expect_kind="report").artifact["file"] == "report.json"

@@ -4,6 +4,7 @@ Every method's Q/DQ graph is run by ONNX Runtime and built by TensorRT-RTX (the 
 builder, CPU-only build); the budget search must exclude the one layer whose range is broken on
 purpose; calibrating on evaluation files is refused.
 """
+import json
 import os
 import shutil
 
@@ -216,3 +217,9 @@ def test_bad_budget_and_method_are_user_errors(test_model_onnx, calib_dir, tmp_p
                  "--eval-images", calib_dir, "--out", str(tmp_path)]) == 2
     assert main(["calibrate", "--onnx", test_model_onnx, "--images", calib_dir, "--method", "minmax",
                  "--out", str(tmp_path)]) == 2
+
+
+def test_calibration_manifests_follow_the_schema(calibrated, validate_document):
+    for artifact in (calibrated.int8, calibrated.fp16, calibrated.cache):
+        with open(mf.sidecar(artifact), encoding="utf-8") as f:
+            validate_document("manifest", json.load(f))

@@ -255,3 +255,11 @@ def test_softmax_engine_for_deepstream_is_a_real_build(tmp_path, engines_onnx_di
     assert "[Softmax]" in r.log_text
     assert re.search(r"Name: __myl_\w*Exp\w*Sum\w*Div\w*, LayerType: kgen", r.log_text)
     assert re.search(r"Name: probabilities, IOMode: Output, DataType: Float, Dimensions: \[-1,200\]", r.log_text)
+
+
+def test_engine_manifests_follow_the_schema(built, validate_document):
+    """What a C++ app reads to load an engine (pipeline/schemas/manifest.schema.json)."""
+    _, results = built
+    for r in results.values():
+        with open(mf.sidecar(r.engine_path), encoding="utf-8") as f:
+            validate_document("manifest", json.load(f))

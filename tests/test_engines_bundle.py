@@ -303,3 +303,17 @@ def test_jetson_detection(tmp_path):
     with open(os.path.join(os.path.dirname(__file__), "data", "trt_api", "tensorrt-10.13.json")) as f:
         api = trt_api.from_module(api_surface.stand_in(json.load(f), "tensorrt"))
     assert builder.why_not_here(resolve_target("jetson"), api, info) is None
+
+
+def test_bundle_documents_follow_the_schemas(jetson_bundle, validate_document):
+    """The bundle's manifest, the manifests of the models it carries, its verification set and the
+    target JSON its builder reads, against pipeline/schemas/."""
+    _, path, _ = jetson_bundle
+    for rel in ["SHA256SUMS.json"] + sorted(os.path.relpath(p, path)
+                                            for p in glob.glob(os.path.join(path, "model", "*.json"))):
+        with open(os.path.join(path, rel), encoding="utf-8") as f:
+            validate_document("manifest", json.load(f))
+    with open(os.path.join(path, "eval", "images.json"), encoding="utf-8") as f:
+        validate_document("eval-set", json.load(f))
+    with open(os.path.join(path, "python", "engines", "targets", "jetson-orin.json"), encoding="utf-8") as f:
+        validate_document("target", json.load(f))
