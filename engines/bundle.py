@@ -44,6 +44,10 @@ VERIFY_ROOTS = ("benchmarks/device_verify.py", "benchmarks/report.py", "benchmar
                 "runtime/__init__.py", "runtime/backends/tensorrt.py", "runtime/backends/onnxruntime.py")
 
 
+# Data files the device modules read (report.html's template, used where the device has jinja2).
+DEVICE_DATA = ("benchmarks/templates/report.html.j2",)
+
+
 @dataclass
 class EvalOptions:
     """The verification set to ship: ``count`` class-balanced images of ``images`` (seed ``seed``)."""
@@ -153,7 +157,7 @@ def _stage_models(tmp: str, chosen: Dict[str, BuildInputs]) -> Dict[str, object]
 
 
 def _stage_python(tmp: str, target: Target) -> None:
-    for rel in device_modules():
+    for rel in device_modules() + list(DEVICE_DATA):
         dest = os.path.join(tmp, "python", rel)
         os.makedirs(os.path.dirname(dest), exist_ok=True)
         shutil.copy2(os.path.join(REPO_ROOT, rel), dest)

@@ -272,3 +272,21 @@ def test_the_report_manifest_has_a_sane_name(good_report):
     folder = os.path.dirname(good_report)
     assert os.path.isfile(os.path.join(folder, "report.manifest.json")) and not os.path.exists(good_report + ".json")
     assert mf.read(good_report, expect_kind="report").artifact["file"] == "report.json"
+
+
+def test_report_html_comes_from_the_template_and_is_left_out_without_jinja2(good_report, tmp_path, monkeypatch):
+    """report.html is rendered by jinja2 (autoescaped); where jinja2 is missing (a device's system
+    Python) report.json and report.md are still written together, and no half page."""
+    import sys
+
+    from benchmarks.report import load_report, write_reports
+
+    report = load_report(good_report)
+    report["rows"][0]["notes"] = ["<b>&</b>"]
+    written = write_reports(report, str(tmp_path / "with"), None, None)
+    page = open(written["html"], encoding="utf-8").read()
+    assert "&lt;b&gt;&amp;&lt;/b&gt;" in page and "<b>&</b>" not in page
+    monkeypatch.setitem(sys.modules, "jinja2", None)
+    written = write_reports(report, str(tmp_path / "without"), None, None)
+    assert "html" not in written and sorted(os.listdir(tmp_path / "without")) == sorted(
+        ["report.json", "report.md", "latency_distribution.png", "accuracy_vs_latency.png"])
