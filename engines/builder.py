@@ -511,9 +511,7 @@ def serialize(plan: BuildPlan, trt_builder: Any, network: Any, config: Any, logg
 def engine_stage(plan: BuildPlan, engine_bytes: int, build_s: float, layers: LayerSummary,
                  shapes: Dict[str, Any], replaced_output: Optional[str],
                  timing_cache: Dict[str, Any]) -> Dict[str, Any]:
-    """The engine manifest's ``stage`` record (what was built, with what, where, how long).
-
-    Long because it is one record, field after field; it computes nothing."""
+    """The engine manifest's ``stage`` record (what was built, with what, where, how long)."""
     t, api, machine, mode, inputs = plan.target, plan.api, plan.machine, plan.mode, plan.inputs
     precision = plan.request.precision
     return {
