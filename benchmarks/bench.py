@@ -20,17 +20,17 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from benchmarks import accuracy as acc
-from benchmarks.environment import environment
-from benchmarks.latency import LatencyResult, Stats, TimingPolicy, WarmupPolicy, measure
-from benchmarks.runners.factory import Candidate, open_runner
-from pipeline import documents
-from pipeline import manifest as mf
-from pipeline.datasets import FINGERPRINT_METHOD, ImageFolder, open_image_folder, select
-from pipeline.errors import Unsupported, UserError
-from pipeline.labels import display_name
-from pipeline.preprocess import Preprocessing, stack
-from pipeline.progress import Progress
+from inception_deploy.benchmarks import accuracy as acc
+from inception_deploy.benchmarks.environment import environment
+from inception_deploy.benchmarks.latency import LatencyResult, Stats, TimingPolicy, WarmupPolicy, measure
+from inception_deploy.benchmarks.runners.factory import Candidate, open_runner
+from inception_deploy.pipeline import documents
+from inception_deploy.pipeline import manifest as mf
+from inception_deploy.pipeline.datasets import FINGERPRINT_METHOD, ImageFolder, open_image_folder, select
+from inception_deploy.pipeline.errors import Unsupported, UserError
+from inception_deploy.pipeline.labels import display_name
+from inception_deploy.pipeline.preprocess import Preprocessing, stack
+from inception_deploy.pipeline.progress import Progress
 
 DEFAULT_COUNT = 1000          # class-balanced, seeded subset of the val images (5 a class on Tiny-ImageNet)
 DEFAULT_SEED = 0
@@ -126,7 +126,7 @@ def identity(m: mf.Manifest, ds: ImageFolder, selection: Selection) -> Dict[str,
 def calibration_overlap(candidates: Sequence[Candidate], ds: ImageFolder, m: mf.Manifest) -> Dict[str, Any]:
     """Which of the images the model was calibrated on (by content, against every calibration
     manifest of the same weights beside the artifacts or their parents); warned about loudly."""
-    from pipeline.lineage import calibration_manifests
+    from inception_deploy.pipeline.lineage import calibration_manifests
 
     paths = [c.path for c in candidates if c.manifest is not None and c.backend != "pytorch"]
     manifests = calibration_manifests(paths, m.model.weights_sha256)

@@ -9,11 +9,11 @@ import json
 import os
 from typing import Any, Dict, List, Optional, Tuple
 
-from benchmarks.environment import one_line
-from pipeline import documents
-from pipeline import manifest as mf
-from pipeline import publish
-from pipeline.errors import UserError
+from inception_deploy.benchmarks.environment import one_line
+from inception_deploy.pipeline import documents
+from inception_deploy.pipeline import manifest as mf
+from inception_deploy.pipeline import publish
+from inception_deploy.pipeline.errors import UserError
 
 COLUMNS = ("precision", "runner", "batch", "p50 ms", "p99 ms", "img/s", "top-1 %", "top-5 %",
            "top-1 drop", "top-5 drop", "agree %", "KL")
@@ -176,7 +176,7 @@ def summary_line(report: Dict[str, Any]) -> str:
 def write_reports(report: Dict[str, Any], folder: str, parent: Optional[mf.Manifest],
                   parent_path: Optional[str]) -> Dict[str, str]:
     """Write report.json (+ manifest), report.md, plots and report.html into ``folder``, together."""
-    from benchmarks.plots import render
+    from inception_deploy.benchmarks.plots import render
 
     paths = {"json": os.path.join(folder, "report.json"), "md": os.path.join(folder, "report.md"),
              "html": os.path.join(folder, "report.html")}

@@ -23,17 +23,17 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
-from engines import host as hostinfo
-from engines import onnx_info, trt_hooks
-from engines.inputs import BuildInputs, locate
-from engines.layers import LayerSummary, parse_layers_log
-from engines.targets import BatchProfile, Target, resolve_target
-from engines.trt_api import TargetCapabilities, TrtApi, cc_key, cc_to_sm, import_tensorrt
-from pipeline import atomic
-from pipeline import manifest as mf
-from pipeline import publish
-from pipeline.hashing import file_sha256
-from pipeline.errors import Unsupported, UserError
+from inception_deploy.engines import host as hostinfo
+from inception_deploy.engines import onnx_info, trt_hooks
+from inception_deploy.engines.inputs import BuildInputs, locate
+from inception_deploy.engines.layers import LayerSummary, parse_layers_log
+from inception_deploy.engines.targets import BatchProfile, Target, resolve_target
+from inception_deploy.engines.trt_api import TargetCapabilities, TrtApi, cc_key, cc_to_sm, import_tensorrt
+from inception_deploy.pipeline import atomic
+from inception_deploy.pipeline import manifest as mf
+from inception_deploy.pipeline import publish
+from inception_deploy.pipeline.hashing import file_sha256
+from inception_deploy.pipeline.errors import Unsupported, UserError
 
 ENGINE_NAME = "model.engine"
 SOFTMAX_OUTPUT = "probabilities"   # the output a --softmax engine has instead of the model's logits
@@ -155,7 +155,7 @@ def engine_dir(out_root: str, target: Target, model_name: str, precision: str, d
                softmax: bool = False) -> str:
     """``<out_root>/<target>/<model>/<variant>``; the model name (read from a manifest) must be one
     plain folder name, and the result stays inside ``out_root``."""
-    from pipeline.paths import path_component
+    from inception_deploy.pipeline.paths import path_component
 
     path_component(model_name, "model name", "the ONNX manifest")
     folder = os.path.join(out_root, target.name, model_name, engine_variant(precision, dla_core, softmax))

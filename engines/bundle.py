@@ -22,19 +22,20 @@ import shutil
 from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Optional, Set
 
-from engines import bundle_readme, deepstream
-from engines import deploy_files as files
-from engines import onnx_info, trtexec
-from engines.deploy_files import BundleText
-from engines.inputs import BuildInputs, CalibrationCache, locate
-from engines.targets import Target, write_target_json
-from pipeline import atomic
-from pipeline import manifest as mf
-from pipeline.errors import UserError
-from pipeline.hashing import file_sha256
+from inception_deploy.engines import bundle_readme, deepstream
+from inception_deploy.engines import deploy_files as files
+from inception_deploy.engines import onnx_info, trtexec
+from inception_deploy.engines.deploy_files import BundleText
+from inception_deploy.engines.inputs import BuildInputs, CalibrationCache, locate
+from inception_deploy.engines.targets import Target, write_target_json
+from inception_deploy.pipeline import atomic
+from inception_deploy.pipeline import manifest as mf
+from inception_deploy.pipeline.errors import UserError
+from inception_deploy.pipeline.hashing import file_sha256
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ROOT_PACKAGES = ("engines", "pipeline", "runtime", "benchmarks")
+NAMESPACE = "inception_deploy"       # the import namespace; inception_deploy/__init__.py maps it onto the folders
 SUMS = "SHA256SUMS"
 # What the device runs: the builder (standard library + TensorRT) ...
 BUILDER_ROOTS = ("engines/__main__.py", "engines/cli.py", "engines/builder.py", "engines/host.py",
@@ -84,10 +85,11 @@ def _top_level_imports(path: str) -> Iterable[str]:
 
 def device_modules(roots: Iterable[str] = BUILDER_ROOTS + VERIFY_ROOTS, repo_root: str = REPO_ROOT) -> List[str]:
     """The ``.py`` files reachable from ``roots`` through module-level imports of the project's own
-    packages, with their packages' ``__init__.py`` (relative paths). Read from the import statements,
-    so a new import is picked up without a list to maintain; nothing else of the tree ships."""
+    packages, with their packages' ``__init__.py`` and the namespace's (relative paths: the bundle's
+    ``python/`` mirrors the repository). Read from the import statements, so a new import is picked up
+    without a list to maintain; nothing else of the tree ships."""
     needed: Set[str] = set()
-    todo = list(roots)
+    todo = list(roots) + ([NAMESPACE + "/__init__.py"] if roots else [])
     while todo:
         rel = todo.pop()
         if rel in needed:
@@ -97,6 +99,9 @@ def device_modules(roots: Iterable[str] = BUILDER_ROOTS + VERIFY_ROOTS, repo_roo
         if os.path.isfile(os.path.join(repo_root, parent)):
             todo.append(parent)
         for name in _top_level_imports(os.path.join(repo_root, rel)):
+            if not name.startswith(NAMESPACE + "."):
+                continue
+            name = name[len(NAMESPACE) + 1:]
             if name.split(".")[0] not in ROOT_PACKAGES:
                 continue
             for candidate in (name.replace(".", "/") + ".py", name.replace(".", "/") + "/__init__.py"):
@@ -250,7 +255,7 @@ def write_bundle(onnx_dir: str, target: Target, out_root: str, precision: str, r
 def _stage_eval_set(tmp: str, text: BundleText, chosen: Dict[str, BuildInputs], options: EvalOptions) -> None:
     """``eval/``: the verification images and the FP32 logits the host computes for them, from the
     FP32 model (bundled, or the parent the requested ONNX was made from); a note where it is missing."""
-    from engines.eval_set import write_eval_set
+    from inception_deploy.engines.eval_set import write_eval_set
 
     first = chosen[text.default_precision]
     fp32 = chosen.get("fp32")

@@ -1,7 +1,7 @@
 """CLI for the engines stage: ``build`` (an engine, or a deploy bundle) and ``targets``.
 
 Imports stay inside the command functions: ``inception-deploy --help`` stays fast, and this file
-is also the entry point of a deploy bundle (``python3 -m engines build ...``) on a device with
+is also the entry point of a deploy bundle (``python3 -m inception_deploy.engines build ...``) on a device with
 only its system Python and TensorRT; errors and exit codes come from the one runner,
 :func:`pipeline.command.run` (standard library only).
 """
@@ -11,7 +11,7 @@ import sys
 import textwrap
 from typing import Any, List, Optional
 
-from pipeline.command import build_parser, run
+from inception_deploy.pipeline.command import build_parser, run
 
 BUILD_HELP = """Build a TensorRT engine for a target, from the ONNX the export/calibrate stages wrote:
 fp32 <- model.onnx, fp16 <- model.fp16.onnx, int8 <- model.int8.onnx (Q/DQ), or for targets with
@@ -35,9 +35,9 @@ def _echo(text: str) -> None:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    from engines import builder, host, targets
-    from engines.trt_api import import_tensorrt
-    from pipeline.errors import Unsupported
+    from inception_deploy.engines import builder, host, targets
+    from inception_deploy.engines.trt_api import import_tensorrt
+    from inception_deploy.pipeline.errors import Unsupported
 
     request = builder.BuildRequest.resolve(
         args.target, args.precision, args.dla_core, calib_cache=args.calib_cache, softmax=args.softmax,
@@ -67,9 +67,9 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 def _bundle(args: argparse.Namespace, request: Any, onnx: str, reason: str) -> None:
     """Write ``<out>/bundle/<target>/`` under its run lock and say what it holds and how to use it."""
-    from engines.bundle import EvalOptions, write_bundle
-    from engines.deploy_files import copy_hint
-    from pipeline.publish import RunLock
+    from inception_deploy.engines.bundle import EvalOptions, write_bundle
+    from inception_deploy.engines.deploy_files import copy_hint
+    from inception_deploy.pipeline.publish import RunLock
 
     target, precision, dla_core = request.target, request.precision, request.dla_core
     evals = None if args.no_eval_set else EvalOptions(images=args.eval_images or _default_eval_images(),
@@ -109,7 +109,7 @@ def _print_built(result: Any, precision: str) -> None:
 def _default_eval_images() -> Optional[str]:
     """The shared val split where this checkout has it (the bundle's verification images), else none."""
     try:
-        from pipeline import paths
+        from inception_deploy.pipeline import paths
     except ImportError:  # a bundle's python/ (no paths module): bundles are written on the host
         return None
     return paths.VAL_DIR if os.path.isdir(paths.VAL_DIR) else None
@@ -117,7 +117,7 @@ def _default_eval_images() -> Optional[str]:
 
 def version_matrix() -> str:
     """The README's version matrix, generated from the target files (``targets --markdown``)."""
-    from engines import targets
+    from inception_deploy.engines import targets
 
     rows = ["| target | aliases | GPU (sm) | DLA | TensorRT | JetPack | CUDA | Python | DeepStream | ONNX opset <= | "
             "INT8 from |", "|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -133,8 +133,8 @@ def version_matrix() -> str:
 
 
 def cmd_targets(args: argparse.Namespace) -> int:
-    from engines import targets
-    from engines.trt_api import installed
+    from inception_deploy.engines import targets
+    from inception_deploy.engines.trt_api import installed
 
     if getattr(args, "markdown", False):
         print(version_matrix(), end="")
@@ -161,7 +161,7 @@ def cmd_targets(args: argparse.Namespace) -> int:
 def cmd_inspect(args: argparse.Namespace) -> int:
     import json
 
-    from engines.inspect import inspect, render
+    from inception_deploy.engines.inspect import inspect, render
 
     record = inspect(args.file)
     print(json.dumps(record, indent=1) if args.json else render(record))
@@ -222,7 +222,7 @@ def register(sub: Any) -> None:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    """Entry point of ``python -m engines`` (a deploy bundle on a device): this stage's commands
+    """Entry point of ``python -m inception_deploy.engines`` (a deploy bundle on a device): this stage's commands
     under the one runner of :mod:`pipeline.command` (same errors and exit codes)."""
-    return run(build_parser(("engines.cli",), prog="python -m engines",
+    return run(build_parser(("inception_deploy.engines.cli",), prog="python -m inception_deploy.engines",
                             description="inception-deploy engine builder (device side)"), argv)

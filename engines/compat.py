@@ -9,9 +9,9 @@ line. Device-side: stdlib only.
 """
 from typing import Optional, Tuple
 
-from engines.trt_api import TrtApi, cc_key
-from pipeline.errors import UserError
-from pipeline.manifest import Manifest
+from inception_deploy.engines.trt_api import TrtApi, cc_key
+from inception_deploy.pipeline.errors import UserError
+from inception_deploy.pipeline.manifest import Manifest
 
 
 def check_engine_compat(manifest: Manifest, api: TrtApi, device_cc: Optional[Tuple[int, int]] = None,

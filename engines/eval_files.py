@@ -8,8 +8,8 @@ from typing import Any, Dict
 
 import numpy as np
 
-from pipeline import documents
-from pipeline.errors import UserError
+from inception_deploy.pipeline import documents
+from inception_deploy.pipeline.errors import UserError
 
 EVAL_DIR = "eval"
 IMAGES = "images"

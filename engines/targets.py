@@ -13,8 +13,8 @@ import os
 from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
-from pipeline import atomic, documents
-from pipeline.errors import UserError
+from inception_deploy.pipeline import atomic, documents
+from inception_deploy.pipeline.errors import UserError
 
 TARGETS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "targets")
 PRECISIONS = ("fp32", "fp16", "int8")

@@ -14,7 +14,7 @@ import importlib
 from dataclasses import dataclass
 from typing import Any, List, Optional, Tuple
 
-from pipeline.errors import Unsupported
+from inception_deploy.pipeline.errors import Unsupported
 
 FLAVOURS = ("tensorrt", "tensorrt_rtx")
 _NOT_SETTABLE = ("CURRENT", "NONE", "name", "value", "Members")

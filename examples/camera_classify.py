@@ -25,12 +25,12 @@ import time
 from typing import Any, List, Optional, Tuple
 
 try:
-    import runtime  # noqa: F401 - installed package (pip install -e .)
+    from inception_deploy import runtime  # noqa: F401 - installed package (pip install -e .)
 except ImportError:  # run from a source checkout without installing
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from pipeline.errors import EXIT_BAD_INPUT, Unsupported, UserError  # noqa: E402
-from runtime import Classifier, Prediction  # noqa: E402
+from inception_deploy.pipeline.errors import EXIT_BAD_INPUT, Unsupported, UserError  # noqa: E402
+from inception_deploy.runtime import Classifier, Prediction  # noqa: E402
 
 WINDOW = "inception-deploy"
 

@@ -9,9 +9,9 @@ import argparse
 import sys
 from typing import List, Optional
 
-from pipeline import command
+from inception_deploy.pipeline import command
 
-STAGE_CLIS = ("pipeline.export_cli", "calibration.cli", "engines.cli", "benchmarks.cli")
+STAGE_CLIS = ("inception_deploy.pipeline.export_cli", "inception_deploy.calibration.cli", "inception_deploy.engines.cli", "inception_deploy.benchmarks.cli")
 DESCRIPTION = ("Take a trained PyTorch (timm) classifier to ONNX, INT8/FP16, TensorRT engines, "
                "and prove what was lost.")
 

@@ -1,7 +1,7 @@
 """The one command runner: a parser from stage modules' ``register(subparsers)`` functions, and
 :func:`run`, the one place where errors become exit codes (:mod:`pipeline.errors`).
 
-Serves ``inception-deploy`` (:mod:`pipeline.cli`, every stage) and ``python -m engines`` (a
+Serves ``inception-deploy`` (:mod:`pipeline.cli`, every stage) and ``python -m inception_deploy.engines`` (a
 deploy bundle's builder on a device). Device-side: standard library only, Python 3.8.
 """
 import argparse
@@ -10,7 +10,7 @@ import os
 import sys
 from typing import List, Optional, Sequence
 
-from pipeline.errors import EXIT_BAD_INPUT, EXIT_INTERNAL, UserError
+from inception_deploy.pipeline.errors import EXIT_BAD_INPUT, EXIT_INTERNAL, UserError
 
 EPILOG = ("exit codes: 0 ok, 1 a check failed (parity, accuracy budget, gate), 2 unusable input, "
           "3 unsupported on this host (e.g. no TensorRT), 4 internal error")

@@ -10,8 +10,8 @@ device. Device-side: stdlib only, Python 3.8.
 import os
 from typing import Any, Dict, Iterable, Optional, Sequence, Tuple
 
-from pipeline import __version__
-from pipeline.errors import UserError
+from inception_deploy.pipeline import __version__
+from inception_deploy.pipeline.errors import UserError
 
 TOOL_NAME = "inception-deploy"
 VERSION = __version__
@@ -42,16 +42,17 @@ def schema_path(document: str) -> str:
 
 def expect_tag(data: Any, tag: str, where: str, fix: str) -> Dict[str, Any]:
     """``data`` must be a JSON object whose ``schema`` is ``tag``; else one line ending in ``fix``."""
-    got = data.get("schema") if isinstance(data, dict) else type(data).__name__
-    if got != tag:
-        raise UserError("%s: schema %r is not %r; %s" % (where, got, tag, fix))
+    if not isinstance(data, dict):
+        raise UserError("%s: a JSON %s, not a %r document; %s" % (where, type(data).__name__, tag, fix))
+    if data.get("schema") != tag:
+        raise UserError("%s: schema %r is not %r; %s" % (where, data.get("schema"), tag, fix))
     return data
 
 
 def read_document(path: str, tag: str, what: str, fix: str) -> Dict[str, Any]:
     """Read a JSON document of type ``tag``: a missing file, malformed JSON or another type is one
     :class:`UserError` line naming ``what`` was expected and ``fix`` (the command that writes it)."""
-    from pipeline import atomic
+    from inception_deploy.pipeline import atomic
 
     if not os.path.isfile(path):
         raise UserError("%s not found: %s (%s)" % (what, path, fix))

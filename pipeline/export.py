@@ -17,13 +17,13 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 import torch
 
-from pipeline import documents
-from pipeline import manifest as mf
-from pipeline import publish
-from pipeline.datasets import open_image_folder, select
-from pipeline.errors import CheckFailed, UserError
-from pipeline.models.sources import LoadedModel
-from pipeline.onnx_io import INPUT_NAME, OUTPUT_NAME, ort_session
+from inception_deploy.pipeline import documents
+from inception_deploy.pipeline import manifest as mf
+from inception_deploy.pipeline import publish
+from inception_deploy.pipeline.datasets import open_image_folder, select
+from inception_deploy.pipeline.errors import CheckFailed, UserError
+from inception_deploy.pipeline.models.sources import LoadedModel
+from inception_deploy.pipeline.onnx_io import INPUT_NAME, OUTPUT_NAME, ort_session
 
 DEFAULT_OPSET = 17
 TWO_GB = 2 ** 31

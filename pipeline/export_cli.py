@@ -3,7 +3,7 @@ import argparse
 import os
 from typing import Any
 
-from pipeline import paths
+from inception_deploy.pipeline import paths
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
@@ -17,14 +17,14 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
 
 
 def _load(args: argparse.Namespace) -> Any:
-    from pipeline.models.sources import resolve_model
+    from inception_deploy.pipeline.models.sources import resolve_model
 
     return resolve_model(args.model or paths.default_model(), arch=args.arch, num_classes=args.num_classes,
                          pretrained=args.pretrained)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from pipeline.export import ParityTolerance, run_export
+    from inception_deploy.pipeline.export import ParityTolerance, run_export
 
     loaded = _load(args)
     for note in loaded.notes:
@@ -41,7 +41,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from pipeline.models.info import model_info
+    from inception_deploy.pipeline.models.info import model_info
 
     loaded = _load(args)
     size = loaded.preprocessing.input_size
@@ -49,14 +49,14 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"{loaded.name} ({loaded.architecture}), {loaded.num_classes} classes")
     print(info.format_table())
     if args.json:
-        from pipeline import atomic
+        from inception_deploy.pipeline import atomic
         from dataclasses import asdict
         atomic.write_json(args.json, asdict(info))
     return 0
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
-    from pipeline.summary import summarize
+    from inception_deploy.pipeline.summary import summarize
 
     print(summarize(args.dir))
     return 0

@@ -20,10 +20,10 @@ import os
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
 
-from pipeline import manifest as mf
-from pipeline.errors import UserError
-from pipeline.hashing import cached_sha256
-from pipeline.trt_cache import read_cache_with_header
+from inception_deploy.pipeline import manifest as mf
+from inception_deploy.pipeline.errors import UserError
+from inception_deploy.pipeline.hashing import cached_sha256
+from inception_deploy.pipeline.trt_cache import read_cache_with_header
 
 
 @dataclass
@@ -149,7 +149,7 @@ def check_io(path: str, m: mf.Manifest) -> None:
 
 def _check_graph(path: str, m: mf.Manifest, input_name: str, output_name: str, pre_chw: List[int],
                  fix: str) -> None:
-    from engines.onnx_info import graph_io
+    from inception_deploy.engines.onnx_info import graph_io
 
     inputs, outputs = graph_io(path)
     if len(inputs) != 1 or not outputs:

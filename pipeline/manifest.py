@@ -25,14 +25,14 @@ import os
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
-from pipeline import atomic
-from pipeline import documents
-from pipeline.errors import UserError
-from pipeline.hashing import file_sha256
-from pipeline.paths import path_component
+from inception_deploy.pipeline import atomic
+from inception_deploy.pipeline import documents
+from inception_deploy.pipeline.errors import UserError
+from inception_deploy.pipeline.hashing import file_sha256
+from inception_deploy.pipeline.paths import path_component
 
 if TYPE_CHECKING:  # numpy stays optional: the builder on a device reads manifests without it
-    from pipeline.preprocess import Preprocessing
+    from inception_deploy.pipeline.preprocess import Preprocessing
 
 KINDS = ("onnx", "onnx-fp16", "onnx-int8", "calibration", "engine", "bundle", "report")
 # the command that makes an artifact of each kind again (said whenever one is refused)
@@ -77,7 +77,7 @@ class Manifest:
 
     # -- convenience --------------------------------------------------------------------------
     def preprocessing_obj(self) -> "Preprocessing":
-        from pipeline.preprocess import Preprocessing
+        from inception_deploy.pipeline.preprocess import Preprocessing
 
         return Preprocessing.from_dict(self.preprocessing)
 

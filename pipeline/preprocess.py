@@ -22,7 +22,7 @@ from typing import Any, Dict, Mapping, Sequence, Tuple
 
 import numpy as np
 
-from pipeline.errors import UserError
+from inception_deploy.pipeline.errors import UserError
 
 SCHEMA = "inception-deploy/preprocessing@1"
 INTERPOLATIONS = ("nearest", "bilinear", "bicubic")

@@ -7,8 +7,8 @@ folders (a run's work and staging folders, caches) are never reported.
 import os
 from typing import List, Tuple
 
-from pipeline import atomic, documents
-from pipeline.errors import UserError
+from inception_deploy.pipeline import atomic, documents
+from inception_deploy.pipeline.errors import UserError
 
 ORDER = [("onnx", "export"), ("onnx-fp16", "calibrate"), ("onnx-int8", "calibrate"), ("calibration", "calibrate"),
          ("engine", "build"), ("bundle", "build"), ("report", "bench")]

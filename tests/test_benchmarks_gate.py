@@ -15,10 +15,10 @@ import xml.etree.ElementTree as ET
 import numpy as np
 import pytest
 
-from pipeline import manifest as mf
-from pipeline.cli import main
-from pipeline.datasets import open_image_folder, select
-from pipeline.preprocess import stack
+from inception_deploy.pipeline import manifest as mf
+from inception_deploy.pipeline.cli import main
+from inception_deploy.pipeline.datasets import open_image_folder, select
+from inception_deploy.pipeline.preprocess import stack
 
 BENCH_IMAGES = "400"             # 2 a class of the shared val split, seeded
 CALIB_IMAGES = 64
@@ -40,7 +40,7 @@ def _calibration_images(m: mf.Manifest, calib_dir: str, preprocessing) -> np.nda
 
 def _int8(onnx_path: str, out_path: str, images: np.ndarray, note: str) -> None:
     """modelopt max calibration (the calibration package's call) next to ``onnx_path``'s run folder."""
-    from calibration.qdq import modelopt_quantize
+    from inception_deploy.calibration.qdq import modelopt_quantize
 
     work = os.path.join(os.path.dirname(out_path), ".work")
     os.makedirs(work, exist_ok=True)
@@ -279,7 +279,7 @@ def test_report_html_comes_from_the_template_and_is_left_out_without_jinja2(good
     Python) report.json and report.md are still written together, and no half page."""
     import sys
 
-    from benchmarks.report import load_report, write_reports
+    from inception_deploy.benchmarks.report import load_report, write_reports
 
     report = load_report(good_report)
     report["rows"][0]["notes"] = ["<b>&</b>"]

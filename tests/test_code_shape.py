@@ -7,7 +7,7 @@ a new long function, or a listed one that got short, fails this test.
 import ast
 import os
 
-from pipeline import paths
+from inception_deploy.pipeline import paths
 
 LIMIT = 60
 PACKAGES = ("pipeline", "engines", "benchmarks", "calibration", "runtime", "tools", "examples")

@@ -14,10 +14,10 @@ import os
 import pytest
 from jsonschema import Draft202012Validator
 
-from engines import targets
-from pipeline import documents
-from pipeline import manifest as mf
-from pipeline import paths
+from inception_deploy.engines import targets
+from inception_deploy.pipeline import documents
+from inception_deploy.pipeline import manifest as mf
+from inception_deploy.pipeline import paths
 
 
 def _schema(name):
@@ -37,7 +37,7 @@ def test_each_schema_is_valid_and_carries_the_documents_tag(name):
 
 
 def test_every_target_file_and_its_bundle_json_follow_the_schema(validate_document, tmp_path):
-    from engines.targets import _toml_loads
+    from inception_deploy.engines.targets import _toml_loads
 
     files = sorted(glob.glob(os.path.join(targets.TARGETS_DIR, "*.toml")))
     assert len(files) >= 9

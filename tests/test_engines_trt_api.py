@@ -10,8 +10,8 @@ import os
 
 import pytest
 
-from engines import api_surface, builder, host, targets, trt_api
-from pipeline.errors import Unsupported, UserError
+from inception_deploy.engines import api_surface, builder, host, targets, trt_api
+from inception_deploy.pipeline.errors import Unsupported, UserError
 
 DATA = os.path.join(os.path.dirname(__file__), "data", "trt_api")
 GENERATIONS = ("tensorrt-8.5", "tensorrt-8.6", "tensorrt-10.13", "tensorrt-11.1", "tensorrt_rtx-1.7")
@@ -171,7 +171,7 @@ def test_cache_calibrator_serves_the_cache_and_no_data():
     the pybind11 base, as the real module's IInt8EntropyCalibrator2 is subclassed."""
     import types
 
-    from engines import trt_hooks
+    from inception_deploy.engines import trt_hooks
 
     class Base(object):
         def __init__(self):

@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from pipeline.models.info import model_info
-from pipeline.models.timm_compat import import_timm
+from inception_deploy.pipeline.models.info import model_info
+from inception_deploy.pipeline.models.timm_compat import import_timm
 
 timm = import_timm()
 
@@ -89,7 +89,7 @@ def _hand_counted_macs(model, input_shape):
     hand from its output shape, summed per stage (what torch.utils.flop_counter now does)."""
     from torch import nn
 
-    from pipeline.models.info import _top_blocks
+    from inception_deploy.pipeline.models.info import _top_blocks
 
     totals = {}
     hooks = []
@@ -115,7 +115,7 @@ def _hand_counted_macs(model, input_shape):
 def test_flop_counter_macs_equal_the_hand_counted_table(arch, size):
     """Every block's MACs from torch.utils.flop_counter equal the hand count, and so the total
     (inception_v4 at 107x107 to keep it fast: the count is per layer, the size does not matter)."""
-    from pipeline.models.info import _block_macs, _top_blocks
+    from inception_deploy.pipeline.models.info import _block_macs, _top_blocks
 
     model = timm.create_model(arch, num_classes=200)
     blocks = _top_blocks(model)

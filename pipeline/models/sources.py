@@ -13,10 +13,10 @@ from typing import Any, Dict, List, Mapping, Optional
 
 import torch
 
-from pipeline.errors import UserError
-from pipeline.models.model_folder import WEIGHTS, read_config
-from pipeline.models.timm_compat import import_timm
-from pipeline.preprocess import Preprocessing
+from inception_deploy.pipeline.errors import UserError
+from inception_deploy.pipeline.models.model_folder import WEIGHTS, read_config
+from inception_deploy.pipeline.models.timm_compat import import_timm
+from inception_deploy.pipeline.preprocess import Preprocessing
 
 OFFLINE_ALTERNATIVES = ("a local model folder (--model local-dir:PATH with config.json + model.safetensors), "
                         "or a checkpoint file (--model weights.safetensors|.pth --arch NAME [--num-classes N])")
@@ -56,7 +56,7 @@ def state_dict_sha256(module: torch.nn.Module) -> str:
 
 
 def _file_sha256(path: str) -> str:
-    from pipeline.hashing import file_sha256
+    from inception_deploy.pipeline.hashing import file_sha256
     return file_sha256(path)
 
 
