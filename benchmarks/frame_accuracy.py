@@ -19,11 +19,11 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from benchmarks.accuracy import kl_per_row
-from pipeline.datasets import ImageFolder, open_image_folder, select
-from pipeline.errors import UserError
-from pipeline.frame_io import frame_size_name
-from pipeline.frame_variant import camera_frame
+from inception_deploy.benchmarks.accuracy import kl_per_row
+from inception_deploy.pipeline.datasets import ImageFolder, open_image_folder, select
+from inception_deploy.pipeline.errors import UserError
+from inception_deploy.pipeline.frame_io import frame_size_name
+from inception_deploy.pipeline.frame_variant import camera_frame
 
 PATHS = ("fast", "graph")
 CHUNK = 64
@@ -87,8 +87,8 @@ class FrameAccuracy:
     """Runs the comparison for one network ONNX (``model.onnx`` of an export)."""
 
     def __init__(self, onnx_path: str, settings: Settings) -> None:
-        from pipeline import manifest as mf
-        from runtime.backends.onnxruntime import OnnxRuntimeBackend
+        from inception_deploy.pipeline import manifest as mf
+        from inception_deploy.runtime.backends.onnxruntime import OnnxRuntimeBackend
 
         self.manifest = mf.read(onnx_path, expect_kind="onnx*")
         self.pre = self.manifest.preprocessing_obj()
@@ -109,8 +109,8 @@ class FrameAccuracy:
 
             import onnx
 
-            from pipeline.frame_graph import add_frame_input
-            from runtime.backends.onnxruntime import OnnxRuntimeBackend
+            from inception_deploy.pipeline.frame_graph import add_frame_input
+            from inception_deploy.runtime.backends.onnxruntime import OnnxRuntimeBackend
 
             model = add_frame_input(onnx.load(self.onnx_path), self.pre, size, self.manifest.io["input"]["name"])
             with tempfile.TemporaryDirectory(prefix="frame-accuracy.") as tmp:
@@ -122,7 +122,7 @@ class FrameAccuracy:
     def _fast(self, frame: np.ndarray) -> np.ndarray:
         if self.settings.reach is None:
             return self.pre.frame(frame)
-        from pipeline import frame_plan
+        from inception_deploy.pipeline import frame_plan
 
         plan = frame_plan.plan_frame(self.pre, frame.shape[0], frame.shape[1], self.settings.reach)
         return self.pre._normalise_uint8(frame_plan.run_pillow(frame, plan))
@@ -167,7 +167,7 @@ def _val_frames(folder: ImageFolder, size: Tuple[int, int]) -> Iterator[Tuple[np
 
 
 def _photo_frames(folder: ImageFolder) -> Iterator[Tuple[np.ndarray, int]]:
-    from pipeline.preprocess import to_rgb
+    from inception_deploy.pipeline.preprocess import to_rgb
 
     for sample in folder.samples:
         img = folder.load(sample)
@@ -199,7 +199,7 @@ def run(onnx_path: str, images: str, photos: Optional[str], settings: Settings,
             rows.append(dict(tallies[p].to_dict(), set=name, path=p))
         if progress:
             progress("%s: %d frames in %.0f s" % (name, total, time.perf_counter() - started))
-    from pipeline import frame_plan
+    from inception_deploy.pipeline import frame_plan
 
     return {"schema": "inception-deploy/frame-accuracy@1", "model": job.manifest.model.name,
             "onnx": onnx_path, "preprocessing": job.manifest.preprocessing, "images": images, "photos": photos,

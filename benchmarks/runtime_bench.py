@@ -15,7 +15,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from pipeline.frame_io import frame_size_name
+from inception_deploy.pipeline.frame_io import frame_size_name
 
 DEFAULT_SIZES = ((480, 640), (720, 1280), (1080, 1920))
 
@@ -60,9 +60,9 @@ def run(model: str, photo: str, settings: Settings, graph_models: Sequence[str] 
     ``model`` itself is timed that way when it is one."""
     from PIL import Image
 
-    from pipeline import manifest as mf
-    from pipeline.frame_io import frame_input_size
-    from pipeline.frame_variant import camera_frame
+    from inception_deploy.pipeline import manifest as mf
+    from inception_deploy.pipeline.frame_io import frame_input_size
+    from inception_deploy.pipeline.frame_variant import camera_frame
 
     with Image.open(photo) as img:
         frames = {size: camera_frame(img, size) for size in settings.sizes}
@@ -93,7 +93,7 @@ def _cpu_rows(model: str, frames: Dict[Tuple[int, int], np.ndarray], settings: S
 def _timed(model: str, frame_path: str, size: Optional[Tuple[int, int]], frames: Dict[Tuple[int, int], np.ndarray],
            settings: Settings, progress: Optional[Callable[[str], None]]) -> Dict[str, Any]:
     """One row: ``model`` with ``frame_path`` on the frame of ``size`` (None: the model's own frame size)."""
-    from runtime import Classifier
+    from inception_deploy.runtime import Classifier
 
     with Classifier.load(model, threads=settings.threads,
                          frame_path=frame_path if frame_path in ("fast", "exact") else "fast") as clf:
@@ -141,7 +141,7 @@ def shadow_overhead(model: str, frame: np.ndarray, frames: int = 100, rounds: in
     alternating, so load from other processes hits both alike. Per frame: the process's CPU time
     (both threads; insensitive to other processes) and wall time; the overhead is the ratio of the
     medians. One frame repeated: time is measured, not agreement (alarms are not reported)."""
-    from runtime import Classifier, shadow, softmax
+    from inception_deploy.runtime import Classifier, shadow, softmax
 
     with Classifier.load(model, threads=threads) as clf:
         monitor = shadow.attach(clf, settings=settings, on_alarm=lambda record: None)

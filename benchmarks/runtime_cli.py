@@ -5,19 +5,19 @@ import os
 import sys
 from typing import Any, Dict, List
 
-from pipeline import paths
+from inception_deploy.pipeline import paths
 
 DEFAULT_PHOTO = "n01443537_goldfish.JPEG"
 
 
 def _sizes(text: str) -> List[Any]:
-    from pipeline.frame_variant import frame_sizes
+    from inception_deploy.pipeline.frame_variant import frame_sizes
 
     return frame_sizes([text])
 
 
 def _write(out: str, stem: str, report: Dict[str, Any], table: str) -> None:
-    from pipeline import atomic
+    from inception_deploy.pipeline import atomic
 
     os.makedirs(out, exist_ok=True)
     atomic.write_json(os.path.join(out, stem + ".json"), report)
@@ -32,7 +32,7 @@ def _say(text: str) -> None:
 
 
 def cmd_frame_accuracy(args: argparse.Namespace) -> int:
-    from benchmarks import frame_accuracy as fa
+    from inception_deploy.benchmarks import frame_accuracy as fa
 
     settings = fa.Settings(sizes=_sizes(args.sizes), count=None if args.all else args.count, photos=not args.no_photos,
                            graph=not args.no_graph, threads=args.threads, reach=args.reach)
@@ -44,7 +44,7 @@ def cmd_frame_accuracy(args: argparse.Namespace) -> int:
 
 
 def cmd_bench_runtime(args: argparse.Namespace) -> int:
-    from benchmarks import runtime_bench as rb
+    from inception_deploy.benchmarks import runtime_bench as rb
 
     settings = rb.Settings(sizes=_sizes(args.sizes), iterations=args.iterations, warmup=args.warmup,
                            threads=args.threads, frame_paths=[p.strip() for p in args.frame_paths.split(",")])
@@ -53,7 +53,7 @@ def cmd_bench_runtime(args: argparse.Namespace) -> int:
     if args.shadow:
         from PIL import Image
 
-        from pipeline.frame_variant import camera_frame
+        from inception_deploy.pipeline.frame_variant import camera_frame
 
         with Image.open(args.photo) as img:
             frame = camera_frame(img, settings.sizes[0])

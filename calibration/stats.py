@@ -19,7 +19,7 @@ from typing import Dict, Iterable, List, Optional, Sequence
 
 import numpy as np
 
-from pipeline import atomic
+from inception_deploy.pipeline import atomic
 
 BINS = 8192
 STATS_VERSION = 2  # 2: the graph input's histogram comes from the batches (was an unwritten buffer)
@@ -215,8 +215,8 @@ def collect(onnx_path: str, tensors: Sequence[str], batches: Iterable[np.ndarray
     """Run the FP32 model once over ``batches`` with ``tensors`` as extra outputs; histogram each."""
     import onnx
 
-    from pipeline.export import ort_session
-    from pipeline.progress import Progress
+    from inception_deploy.pipeline.onnx_io import ort_session
+    from inception_deploy.pipeline.progress import Progress
 
     model = onnx.load(onnx_path)
     existing = {o.name for o in model.graph.output}

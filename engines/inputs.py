@@ -12,12 +12,12 @@ import os
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
-from engines.targets import Target
-from pipeline import lineage
-from pipeline import manifest as mf
-from pipeline.hashing import file_sha256
-from pipeline.errors import UserError
-from pipeline.frame_io import frame_size_name
+from inception_deploy.engines.targets import Target
+from inception_deploy.pipeline import lineage
+from inception_deploy.pipeline import manifest as mf
+from inception_deploy.pipeline.hashing import file_sha256
+from inception_deploy.pipeline.errors import UserError
+from inception_deploy.pipeline.frame_io import frame_size_name
 
 KIND_FOR = {"model.onnx": "onnx", "model.fp16.onnx": "onnx-fp16", "model.int8.onnx": "onnx-int8"}
 CACHE_MAGIC = b"TRT-"

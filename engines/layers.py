@@ -19,7 +19,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
-from pipeline.frame_io import GRAPH_PREFIX
+from inception_deploy.pipeline.frame_io import GRAPH_PREFIX
 
 SYNC_TYPES = ("signal", "wait")              # TensorRT-RTX stream synchronisation markers: no work
 CONV_TYPES = ("correlation", "CaskConvolution", "Convolution", "CaskDeconvolution", "CudnnConvolution",

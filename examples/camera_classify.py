@@ -17,17 +17,17 @@ import os
 import sys
 
 try:
-    import runtime  # noqa: F401 - installed package (pip install -e .)
+    from inception_deploy import runtime  # noqa: F401 - installed package (pip install -e .)
 except ImportError:  # run from a source checkout without installing
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from pipeline.errors import EXIT_BAD_INPUT, UserError  # noqa: E402
-from runtime import Classifier, options, shadow, softmax  # noqa: E402
-from runtime.capture import Capture  # noqa: E402
-from runtime.display import Output  # noqa: E402
-from runtime.profiler import Profiler  # noqa: E402
-from runtime.smoothing import ProbabilityEMA  # noqa: E402
-from runtime.sources import describe_pipeline, open_source, parse_source  # noqa: E402
+from inception_deploy.pipeline.errors import EXIT_BAD_INPUT, UserError  # noqa: E402
+from inception_deploy.runtime import Classifier, options, shadow, softmax  # noqa: E402
+from inception_deploy.runtime.capture import Capture  # noqa: E402
+from inception_deploy.runtime.display import Output  # noqa: E402
+from inception_deploy.runtime.profiler import Profiler  # noqa: E402
+from inception_deploy.runtime.smoothing import ProbabilityEMA  # noqa: E402
+from inception_deploy.runtime.sources import describe_pipeline, open_source, parse_source  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -3,7 +3,7 @@ import argparse
 import os
 from typing import Any
 
-from pipeline import paths
+from inception_deploy.pipeline import paths
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
@@ -17,21 +17,21 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
 
 
 def _load(args: argparse.Namespace) -> Any:
-    from pipeline.models.sources import resolve_model
+    from inception_deploy.pipeline.models.sources import resolve_model
 
     return resolve_model(args.model or paths.default_model(), arch=args.arch, num_classes=args.num_classes,
                          pretrained=args.pretrained)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from pipeline.export import ParityTolerance, run_export
+    from inception_deploy.pipeline.export import ParityTolerance, run_export
 
     loaded = _load(args)
     for note in loaded.notes:
         print(f"note: {note}")
     tol = ParityTolerance(atol=args.atol, rtol=args.rtol, min_top1_agreement=args.min_top1_agreement)
-    from pipeline.frame_io import frame_size_name
-    from pipeline.frame_variant import frame_sizes, write_frame_variant
+    from inception_deploy.pipeline.frame_io import frame_size_name
+    from inception_deploy.pipeline.frame_variant import frame_sizes, write_frame_variant
 
     sizes = frame_sizes(args.frame_input)      # parsed first: a bad size fails before the export
     m = run_export(loaded, args.out, args.parity_images, opset=args.opset, exporter=args.exporter,
@@ -49,7 +49,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from pipeline.models.info import model_info
+    from inception_deploy.pipeline.models.info import model_info
 
     loaded = _load(args)
     size = loaded.preprocessing.input_size
@@ -57,14 +57,14 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"{loaded.name} ({loaded.architecture}), {loaded.num_classes} classes")
     print(info.format_table())
     if args.json:
-        from pipeline import atomic
+        from inception_deploy.pipeline import atomic
         from dataclasses import asdict
         atomic.write_json(args.json, asdict(info))
     return 0
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
-    from pipeline.summary import summarize
+    from inception_deploy.pipeline.summary import summarize
 
     print(summarize(args.dir))
     return 0

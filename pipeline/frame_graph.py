@@ -23,10 +23,10 @@ from typing import Any, Dict, List, Tuple
 
 import numpy as np
 
-from pipeline.errors import UserError
-from pipeline.frame_io import GRAPH_PREFIX, frame_size_name
-from pipeline.frame_plan import FramePlan, bands, plan_frame, plan_matrices
-from pipeline.preprocess import Preprocessing
+from inception_deploy.pipeline.errors import UserError
+from inception_deploy.pipeline.frame_io import GRAPH_PREFIX, frame_size_name
+from inception_deploy.pipeline.frame_plan import FramePlan, bands, plan_frame, plan_matrices
+from inception_deploy.pipeline.preprocess import Preprocessing
 
 FRAME_INPUT = "frame"
 PREFIX = GRAPH_PREFIX                 # every added node and constant is named under this prefix

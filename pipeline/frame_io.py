@@ -5,7 +5,7 @@ frames of one size; its files, engine folders and manifests name that size ``WxH
 """
 from typing import Any, Dict, Optional, Tuple
 
-from pipeline.errors import UserError
+from inception_deploy.pipeline.errors import UserError
 
 GRAPH_PREFIX = "frame_preprocess/"   # names of the nodes pipeline.frame_graph adds (and engine layers keep)
 

@@ -111,7 +111,7 @@ def resample_matrix(in_size: int, out_size: int, b0: float, b1: float, interpola
     if interpolation == "nearest":
         weights[np.arange(out_size), np.clip(centers.astype(np.int64), 0, in_size - 1)] = 1.0
         return weights
-    from pipeline.preprocess import _pil_filter
+    from inception_deploy.pipeline.preprocess import _pil_filter
 
     base, kernel = _pil_filter(interpolation)
     filterscale = max(scale, 1.0)

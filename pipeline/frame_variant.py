@@ -16,9 +16,9 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from pipeline import manifest as mf
-from pipeline.errors import CheckFailed, UserError
-from pipeline.frame_io import frame_input_size, frame_size_name, parse_frame_size
+from inception_deploy.pipeline import manifest as mf
+from inception_deploy.pipeline.errors import CheckFailed, UserError
+from inception_deploy.pipeline.frame_io import frame_input_size, frame_size_name, parse_frame_size
 
 MIN_TOP1_AGREEMENT = 0.9        # a broken prefix agrees on ~chance; near-ties flip a few of 32
 PARITY_COUNT = 32
@@ -35,7 +35,7 @@ def camera_frame(img: Any, frame_size: Tuple[int, int]) -> np.ndarray:
     to cover the frame and center-cropped, like a camera filling its view with the object."""
     from PIL import Image
 
-    from pipeline.preprocess import to_rgb
+    from inception_deploy.pipeline.preprocess import to_rgb
 
     img = to_rgb(img)
     height, width = frame_size
@@ -60,9 +60,9 @@ class FrameParity:
 def frame_parity(variant: str, network_path: str, pre: Any, frame_size: Tuple[int, int], images_dir: str,
                  count: int = PARITY_COUNT) -> FrameParity:
     """The variant on camera frames vs the network on the PIL path of the same frames (ONNX Runtime)."""
-    from benchmarks.accuracy import kl_per_row
-    from pipeline.datasets import open_image_folder, select
-    from runtime.backends.onnxruntime import OnnxRuntimeBackend
+    from inception_deploy.benchmarks.accuracy import kl_per_row
+    from inception_deploy.pipeline.datasets import open_image_folder, select
+    from inception_deploy.runtime.backends.onnxruntime import OnnxRuntimeBackend
 
     folder = open_image_folder(images_dir)
     samples = select(folder.samples, count, 0)
@@ -96,8 +96,8 @@ def write_frame_variant(onnx_path: str, frame_size: Tuple[int, int], parity_imag
     """Write ``variant_path(onnx_path, frame_size)`` + manifest; nothing is written if a check fails."""
     import onnx
 
-    from pipeline import publish
-    from pipeline.frame_graph import add_frame_input, frame_input_record, prefix_quantization_problems
+    from inception_deploy.pipeline import publish
+    from inception_deploy.pipeline.frame_graph import add_frame_input, frame_input_record, prefix_quantization_problems
 
     parent = mf.read(onnx_path, expect_kind="onnx*")
     if frame_input_size(parent.io):
@@ -132,7 +132,7 @@ def write_frame_variant(onnx_path: str, frame_size: Tuple[int, int], parity_imag
 
 
 def _stage(frame_size: Tuple[int, int], model: Any, parity: Optional[FrameParity]) -> Dict[str, Any]:
-    from pipeline.frame_graph import PREFIX
+    from inception_deploy.pipeline.frame_graph import PREFIX
 
     added = sum(1 for n in model.graph.node if n.name.startswith(PREFIX))
     stage: Dict[str, Any] = {"name": "frame-input", "frame_size": frame_size_name(frame_size),

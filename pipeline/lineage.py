@@ -20,11 +20,11 @@ import os
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
 
-from pipeline import manifest as mf
-from pipeline.errors import UserError
-from pipeline.frame_io import frame_input_size
-from pipeline.hashing import cached_sha256
-from pipeline.trt_cache import read_cache_with_header
+from inception_deploy.pipeline import manifest as mf
+from inception_deploy.pipeline.errors import UserError
+from inception_deploy.pipeline.frame_io import frame_input_size
+from inception_deploy.pipeline.hashing import cached_sha256
+from inception_deploy.pipeline.trt_cache import read_cache_with_header
 
 
 @dataclass
@@ -151,7 +151,7 @@ def check_io(path: str, m: mf.Manifest) -> None:
 
 def _check_graph(path: str, m: mf.Manifest, input_name: str, output_name: str, pre_chw: List[int],
                  fix: str) -> None:
-    from engines.onnx_info import graph_io
+    from inception_deploy.engines.onnx_info import graph_io
 
     inputs, outputs = graph_io(path)
     if len(inputs) != 1 or not outputs:
@@ -201,7 +201,7 @@ def calibration_manifests(paths: List[str], weights_sha256: Optional[str]) -> Di
             if not name.endswith(".json") or name.startswith(".") or side in found:
                 continue
             try:
-                cal = mf.read(side[:-len(".json")], expect_kind="calibration", verify=False)
+                cal = mf.read(mf.artifact_of(side), expect_kind="calibration", verify=False)
             except UserError:
                 continue
             if cal.model.weights_sha256 == weights_sha256:

@@ -23,7 +23,7 @@ from typing import Any, Dict, Mapping, Sequence, Tuple
 
 import numpy as np
 
-from pipeline.errors import UserError
+from inception_deploy.pipeline.errors import UserError
 
 SCHEMA = "inception-deploy/preprocessing@1"
 INTERPOLATIONS = ("nearest", "bilinear", "bicubic")
@@ -182,7 +182,7 @@ class Preprocessing:
             raise ValueError(f"resampler must be 'auto', 'pil' or 'numpy', got {resampler!r}")
         use_pil = resampler == "pil" or (resampler == "auto" and _have_pil())
         if path == "fast" and not (use_pil and self.interpolation == "nearest"):
-            from pipeline import frame_plan
+            from inception_deploy.pipeline import frame_plan
             plan = frame_plan.plan_frame(self, frame.shape[0], frame.shape[1])
             if use_pil:
                 return self._normalise_uint8(frame_plan.run_pillow(frame, plan))

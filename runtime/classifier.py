@@ -23,13 +23,13 @@ from typing import Any, List, Optional, Sequence
 
 import numpy as np
 
-from pipeline import lineage
-from pipeline import manifest as mf
-from pipeline.errors import UserError
-from pipeline.frame_io import frame_input_size, frame_size_name
-from pipeline.labels import display_name
-from pipeline.preprocess import FRAME_PATHS, Preprocessing, check_frame
-from runtime.backends import Backend, artifact_type, open_backend
+from inception_deploy.pipeline import lineage
+from inception_deploy.pipeline import manifest as mf
+from inception_deploy.pipeline.errors import UserError
+from inception_deploy.pipeline.frame_io import frame_input_size, frame_size_name
+from inception_deploy.pipeline.labels import display_name
+from inception_deploy.pipeline.preprocess import FRAME_PATHS, Preprocessing, check_frame
+from inception_deploy.runtime.backends import Backend, artifact_type, open_backend
 
 
 @dataclass(frozen=True)
@@ -187,8 +187,8 @@ class Classifier:
         """:meth:`classify` for an image file, read by the project's one loader
         (:func:`pipeline.datasets.load_image`: EXIF orientation applied, as ``cv2.imread`` does)
         and preprocessed exactly as bench and calibrate do. UserError for an unreadable file."""
-        from pipeline.datasets import load_image
-        from pipeline.preprocess import to_rgb
+        from inception_deploy.pipeline.datasets import load_image
+        from inception_deploy.pipeline.preprocess import to_rgb
 
         self._check_top_k(top_k)
         image = load_image(path)

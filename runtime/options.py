@@ -7,9 +7,9 @@ each (UserError), before anything is opened. Device-side, Python 3.8.
 import argparse
 from typing import Any, Optional, Tuple
 
-from pipeline.errors import UserError
-from runtime.shadow import ShadowSettings
-from runtime.sources import CODECS, SourceOptions
+from inception_deploy.pipeline.errors import UserError
+from inception_deploy.runtime.shadow import ShadowSettings
+from inception_deploy.runtime.sources import CODECS, SourceOptions
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

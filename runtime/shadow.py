@@ -26,10 +26,10 @@ from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from pipeline import manifest as mf
-from pipeline.errors import UserError
+from inception_deploy.pipeline import manifest as mf
+from inception_deploy.pipeline.errors import UserError
 
-LOG = logging.getLogger("runtime.shadow")
+LOG = logging.getLogger("inception_deploy.runtime.shadow")
 REFERENCE_PRECISIONS = ("fp16", "fp32")       # engine folders tried beside a deployed engine, in order
 MAX_GAP_S = 1.0                               # a longer pause between frames accrues no more budget
 
@@ -113,7 +113,7 @@ def expected_agreement(deployed: str, report: Optional[str] = None) -> Tuple[flo
     """(top-1 agreement measured offline, where from): a ``verify`` report.json, or the calibrate
     stage's drift record on the val set found in the deployed artifact's lineage."""
     if report:
-        from pipeline import atomic
+        from inception_deploy.pipeline import atomic
         data = atomic.read_json(report)
         rows = [r for r in data.get("rows", []) if not r.get("reference") and r.get("drift")]
         if not rows:
@@ -215,7 +215,7 @@ class ShadowMonitor:
                     self._cond.notify_all()
 
     def _compare(self, index: int, frame: np.ndarray, deployed: np.ndarray) -> Dict[str, Any]:
-        from benchmarks.accuracy import kl_per_row
+        from inception_deploy.benchmarks.accuracy import kl_per_row
 
         t0 = time.perf_counter()
         ref = np.asarray(self.reference.logits(self.reference.preprocess(frame)[None]), dtype=np.float64)[0]
@@ -303,7 +303,7 @@ def attach(classifier: Any, reference: Optional[str] = None, expect: Optional[st
     """A monitor for a loaded Classifier: the reference from the manifests unless given (loaded with
     the same options), the expected agreement from ``expect`` (a float or a verify report.json) or
     the manifests."""
-    from runtime.classifier import Classifier
+    from inception_deploy.runtime.classifier import Classifier
 
     ref_path = reference or find_reference(classifier.path)
     if expect is not None and _is_number(expect):

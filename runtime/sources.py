@@ -21,7 +21,7 @@ from typing import Any, List, Optional
 
 import numpy as np
 
-from pipeline.errors import Unsupported, UserError
+from inception_deploy.pipeline.errors import Unsupported, UserError
 
 KINDS = ("csi", "v4l2", "rtsp", "file", "folder", "image", "index", "gstreamer")
 CODECS = ("h264", "h265")
@@ -160,7 +160,7 @@ def _gst_words(pipeline: str) -> List[str]:
 def _jetson(options: SourceOptions) -> bool:
     if options.jetson is not None:
         return options.jetson
-    from engines.host import is_jetson
+    from inception_deploy.engines.host import is_jetson
     return is_jetson()
 
 

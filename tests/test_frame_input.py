@@ -15,12 +15,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline import frame_io, frame_plan
-from pipeline import manifest as mf
-from pipeline.cli import main
-from pipeline.errors import CheckFailed, UserError
-from pipeline.frame_variant import camera_frame, variant_path, write_frame_variant
-from pipeline.preprocess import Preprocessing
+from inception_deploy.pipeline import frame_io, frame_plan
+from inception_deploy.pipeline import manifest as mf
+from inception_deploy.pipeline.cli import main
+from inception_deploy.pipeline.errors import CheckFailed, UserError
+from inception_deploy.pipeline.frame_variant import camera_frame, variant_path, write_frame_variant
+from inception_deploy.pipeline.preprocess import Preprocessing
 
 BICUBIC_299 = Preprocessing((299, 299), 0.875, "center", "bicubic", (0.5,) * 3, (0.5,) * 3)
 BILINEAR_56 = Preprocessing((56, 56))
@@ -83,7 +83,7 @@ def test_fast_path_agrees_with_the_exact_path_on_camera_frames(test_model_onnx, 
     """300 val images (class-balanced) as 640x480 / 1920x1080 frames: the test model's top-1 on the
     fast path equals the exact path's on >= 99 % (the full run, make frame-accuracy, measures all
     5,000 at three sizes), and the mean KL stays below 1e-4."""
-    from benchmarks.frame_accuracy import Settings, run
+    from inception_deploy.benchmarks.frame_accuracy import Settings, run
 
     report = run(test_model_onnx, val_dir, None, Settings(sizes=((480, 640), (1080, 1920)), count=300, graph=False))
     rows = {r["set"]: r for r in report["rows"]}
@@ -96,7 +96,7 @@ def test_fast_path_agrees_with_the_exact_path_on_camera_frames(test_model_onnx, 
 # -- the graph -----------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def network(test_model_onnx):
-    from runtime.backends.onnxruntime import OnnxRuntimeBackend
+    from inception_deploy.runtime.backends.onnxruntime import OnnxRuntimeBackend
 
     with OnnxRuntimeBackend(test_model_onnx, threads=1) as b:
         yield b
@@ -108,8 +108,8 @@ def test_graph_computes_what_the_numpy_executor_computes(size, test_model_onnx, 
     same 8-bit rounding steps); 3840x2160 exercises the AveragePool box step with partial blocks."""
     import onnx
 
-    from pipeline.frame_graph import PREFIX, add_frame_input, prefix_quantization_problems
-    from runtime.backends.onnxruntime import OnnxRuntimeBackend
+    from inception_deploy.pipeline.frame_graph import PREFIX, add_frame_input, prefix_quantization_problems
+    from inception_deploy.runtime.backends.onnxruntime import OnnxRuntimeBackend
 
     m = mf.read(test_model_onnx)
     pre = m.preprocessing_obj()
@@ -140,7 +140,7 @@ def test_prefix_check_finds_int8_tensors_in_the_preprocessing(test_model_onnx):
     import onnx
     from onnx import helper
 
-    from pipeline.frame_graph import PREFIX, add_frame_input, prefix_quantization_problems
+    from inception_deploy.pipeline.frame_graph import PREFIX, add_frame_input, prefix_quantization_problems
 
     pre = mf.read(test_model_onnx).preprocessing_obj()
     model = add_frame_input(onnx.load(test_model_onnx), pre, (480, 640))
@@ -217,7 +217,7 @@ def test_build_names_the_missing_variant(engines_onnx_dir, tmp_path, capsys):
 
 
 def test_classifier_feeds_frames_to_a_frame_input_model_as_they_are(exported, photos_dir):
-    from runtime import Classifier
+    from inception_deploy.runtime import Classifier
 
     with Classifier.load(os.path.join(exported, "model.frame-640x480.onnx"), threads=1) as graph, \
             Classifier.load(os.path.join(exported, "model.onnx"), threads=1) as cpu:
@@ -237,7 +237,7 @@ def test_classifier_feeds_frames_to_a_frame_input_model_as_they_are(exported, ph
 
 
 def test_bench_and_verify_leave_frame_variants_to_frame_accuracy(exported, capsys):
-    from benchmarks.runners.factory import candidate_for, discover
+    from inception_deploy.benchmarks.runners.factory import candidate_for, discover
 
     found = discover(exported)
     assert [os.path.basename(c.path) for c in found] == ["model.onnx"]
@@ -247,7 +247,7 @@ def test_bench_and_verify_leave_frame_variants_to_frame_accuracy(exported, capsy
 
 def test_a_failing_variant_parity_writes_nothing(exported, tmp_path, monkeypatch, val_dir):
     """A prefix that does the wrong thing (the manifest's mean/std ignored) fails its parity check."""
-    from pipeline import frame_graph
+    from inception_deploy.pipeline import frame_graph
 
     folder = str(tmp_path)
     for name in ("model.onnx", "model.onnx.json"):
@@ -271,9 +271,9 @@ def test_tensorrt_runner_binds_a_uint8_frame_input_and_the_classifier_feeds_fram
     import tensorrt_rtx
 
     import test_runtime_tensorrt as fake
-    from runtime import Classifier
-    from runtime.backends import tensorrt as trt_backend
-    from runtime.backends.cudamem import CudaRuntimeApi
+    from inception_deploy.runtime import Classifier
+    from inception_deploy.runtime.backends import tensorrt as trt_backend
+    from inception_deploy.runtime.backends.cudamem import CudaRuntimeApi
 
     fh, fw = 24, 32
     io = {"frame": (tensorrt_rtx.TensorIOMode.INPUT, (-1, fh, fw, 3)),
@@ -347,7 +347,7 @@ def test_example_and_bench_runtime_with_a_frame_input_model(exported, photos_dir
     import subprocess
     import sys
 
-    from benchmarks import runtime_bench
+    from inception_deploy.benchmarks import runtime_bench
     from test_runtime_example import EXAMPLE, NO_TORCH
 
     variant = os.path.join(exported, "model.frame-640x480.onnx")

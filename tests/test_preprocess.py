@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline.errors import UserError
-from pipeline.preprocess import FAST_FRAME_TOLERANCE, FRAME_TOLERANCE, Preprocessing, check_frame
+from inception_deploy.pipeline.errors import UserError
+from inception_deploy.pipeline.preprocess import FAST_FRAME_TOLERANCE, FRAME_TOLERANCE, Preprocessing, check_frame
 
 CFGS = {
     "inception_v4": {"input_size": (3, 299, 299), "interpolation": "bicubic", "crop_pct": 0.875,
@@ -27,7 +27,7 @@ def _photos(photos_dir, n=None):
 
 @pytest.mark.parametrize("name", sorted(CFGS))
 def test_pil_path_is_bit_exact_with_timm_eval_transform(name, photos_dir):
-    from pipeline.models.timm_compat import import_timm
+    from inception_deploy.pipeline.models.timm_compat import import_timm
 
     timm = import_timm()
     cfg = CFGS[name]

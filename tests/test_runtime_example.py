@@ -12,8 +12,8 @@ import sys
 import numpy as np
 import pytest
 
-from pipeline import manifest as mf
-from pipeline import paths
+from inception_deploy.pipeline import manifest as mf
+from inception_deploy.pipeline import paths
 
 EXAMPLE = os.path.join(paths.REPO_ROOT, "examples", "camera_classify.py")
 PHOTOS_IN_VIDEO = 10
@@ -72,7 +72,7 @@ def decoded_frames(path: str):
 
 
 def test_example_runs_headless_on_the_video_and_prints_the_classifier_top5(video, test_model_onnx):
-    from runtime import Classifier
+    from inception_deploy.runtime import Classifier
 
     res = run_example(test_model_onnx, "--source", video, "--headless", "--json")
     assert res.returncode == 0, res.stderr[-2000:]

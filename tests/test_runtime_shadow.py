@@ -15,13 +15,13 @@ import numpy as np
 import pytest
 
 import test_benchmarks_gate as gate_test
-from pipeline import manifest as mf
-from pipeline.cli import main
-from pipeline.datasets import open_image_folder, select
-from pipeline.errors import UserError
-from pipeline.frame_variant import camera_frame
-from runtime import Classifier
-from runtime.shadow import (ShadowMonitor, ShadowSettings, attach, expected_agreement, find_reference,
+from inception_deploy.pipeline import manifest as mf
+from inception_deploy.pipeline.cli import main
+from inception_deploy.pipeline.datasets import open_image_folder, select
+from inception_deploy.pipeline.errors import UserError
+from inception_deploy.pipeline.frame_variant import camera_frame
+from inception_deploy.runtime import Classifier
+from inception_deploy.runtime.shadow import (ShadowMonitor, ShadowSettings, attach, expected_agreement, find_reference,
                             wilson_upper, _z)
 
 FRAMES = (480, 640)

@@ -14,11 +14,11 @@ import time
 import numpy as np
 import pytest
 
-from pipeline.errors import UserError
-from runtime.capture import Capture
-from runtime.profiler import Profiler
-from runtime.smoothing import ProbabilityEMA
-from runtime.sources import (SourceOptions, SourceSpec, describe_pipeline, gstreamer_pipeline, open_source,
+from inception_deploy.pipeline.errors import UserError
+from inception_deploy.runtime.capture import Capture
+from inception_deploy.runtime.profiler import Profiler
+from inception_deploy.runtime.smoothing import ProbabilityEMA
+from inception_deploy.runtime.sources import (SourceOptions, SourceSpec, describe_pipeline, gstreamer_pipeline, open_source,
                              parse_source)
 
 JETSON = SourceOptions(width=1920, height=1080, fps=30, jetson=True)
@@ -108,7 +108,7 @@ def test_image_folder_source_reads_sorted_images_skips_bad_ones_and_loops(tmp_pa
 def test_video_file_source_and_gstreamer_without_gstreamer(tmp_path):
     import cv2
 
-    from pipeline.errors import Unsupported
+    from inception_deploy.pipeline.errors import Unsupported
 
     path = str(tmp_path / "clip.avi")
     writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 48))

@@ -8,8 +8,8 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from pipeline.errors import Unsupported, UserError
-from runtime.backends.base import Backend
+from inception_deploy.pipeline.errors import Unsupported, UserError
+from inception_deploy.runtime.backends.base import Backend
 
 CPU_PROVIDER = "CPUExecutionProvider"
 CUDA_PROVIDER = "CUDAExecutionProvider"
