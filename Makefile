@@ -18,7 +18,7 @@ PRECISION ?= int8
 ONNX   := $(OUT)/onnx/model.onnx
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-model reference-models standin export calibrate engine bench gate baseline targets clean distclean help
+.PHONY: setup demo test test-model reference-models standin export calibrate engine bench gate baseline targets bench-runtime frame-accuracy clean distclean help
 .DEFAULT_GOAL := help
 
 help:
@@ -26,6 +26,8 @@ help:
 	@echo "make test                        set up and run the test suite (what .ci/run does)"
 	@echo "make engine TARGET=rtx PRECISION=int8|fp16|fp32   build an engine (TARGET=jetson writes a deploy bundle)"
 	@echo "make bench / make gate           latency + accuracy reports, then the CI pass/fail gate"
+	@echo "make bench-runtime               per-frame camera costs (one core) + the shadow monitor's cost"
+	@echo "make frame-accuracy              fast / in-graph frame preprocessing vs the exact path (val as frames, photos)"
 	@echo "make test-model                  retrain the committed CPU test model (~15 min, 2 cores)"
 	@echo "make reference-models            train the reference Inception-v4 / -ResNet-v2 (needs a CUDA GPU)"
 	@echo "make standin                     untrained full-size Inception-v4 stand-in (BN re-estimated) for timings"
@@ -126,6 +128,24 @@ gate: $(STAMP) $(REPORT)
 
 baseline: $(STAMP) $(REPORT)
 	$(CLI) baseline --report $(REPORT) --out $(BASELINE) $(BASELINE_ARGS)
+
+# ---- camera runtime (runtime/, docs/runtime.md) -------------------------------------------------
+# bench-runtime: preprocess / inference / postprocess / classify medians of one camera frame at
+# 640x480, 1280x720, 1920x1080, fast and exact CPU paths, on one core (taskset -c 1, threads=1), the
+# frame-input variants export --frame-input wrote, and the shadow monitor's cost on the INT8 model.
+# frame-accuracy: the fast CPU frame path and the in-graph preprocessing against the exact path on
+# every val image as a camera frame at those three sizes, and on the 200 photos
+# (FRAME_ARGS="--count 1000 --no-graph" for a quicker run on a large model).
+PIN := $(shell command -v taskset >/dev/null 2>&1 && echo taskset -c 1)
+RUNTIME_BENCH_ARGS ?=
+FRAME_ARGS ?= --all
+
+bench-runtime: $(STAMP) $(INT8_ONNX)
+	$(PIN) $(CLI) bench-runtime --model $(ONNX) --shadow $(INT8_ONNX) --out $(OUT)/runtime \
+	  $(addprefix --graph-model ,$(wildcard $(OUT)/onnx/model.frame-*.onnx)) $(RUNTIME_BENCH_ARGS)
+
+frame-accuracy: $(STAMP) $(ONNX)
+	$(CLI) frame-accuracy --onnx $(ONNX) --images $(VAL_IMAGES) --photos $(DATA)/photos --out $(OUT)/runtime $(FRAME_ARGS)
 
 # ---- the demo: every stage, then one line per stage and the next command ---------------------
 # Engines: TensorRT-RTX INT8/FP16/FP32 built here, and the Jetson deploy bundle (no Jetson here).

@@ -61,6 +61,12 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
     return x - np.log(np.exp(x).sum(axis=1, keepdims=True))
 
 
+def kl_per_row(baseline: np.ndarray, candidate: np.ndarray) -> np.ndarray:
+    """KL(baseline softmax || candidate softmax) of each row of two (N, C) logit arrays, in nats."""
+    lp_b, lp_c = log_softmax(baseline), log_softmax(candidate)
+    return (np.exp(lp_b) * (lp_b - lp_c)).sum(axis=1)
+
+
 def mcnemar_exact(b: int, c: int) -> float:
     """Two-sided exact McNemar p-value for ``b`` vs ``c`` discordant pairs (binomial, p=0.5)."""
     n = b + c
@@ -90,8 +96,7 @@ def compare(candidate: np.ndarray, baseline: np.ndarray, labels: np.ndarray,
     base_acc, cand_acc = accuracy(baseline, labels), accuracy(candidate, labels)
     base_ok = topk_correct(baseline, labels, 1)
     cand_ok = topk_correct(candidate, labels, 1)
-    lp_b, lp_c = log_softmax(baseline), log_softmax(candidate)
-    kl = float((np.exp(lp_b) * (lp_b - lp_c)).sum(axis=1).mean()) if len(labels) else 0.0
+    kl = float(kl_per_row(baseline, candidate).mean()) if len(labels) else 0.0
     b = int((base_ok & ~cand_ok).sum())
     c = int((~base_ok & cand_ok).sum())
     p = mcnemar_exact(b, c)

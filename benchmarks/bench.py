@@ -20,17 +20,18 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from benchmarks import accuracy as acc
-from benchmarks.environment import environment
-from benchmarks.latency import LatencyResult, Stats, TimingPolicy, WarmupPolicy, measure
-from benchmarks.runners.factory import Candidate, open_runner
-from pipeline import manifest as mf
-from pipeline.datasets import FINGERPRINT_METHOD, ImageFolder, open_image_folder, select
-from pipeline.errors import Unsupported, UserError
-from pipeline.preprocess import Preprocessing, stack
-from pipeline.progress import Progress
+from inception_deploy.benchmarks import accuracy as acc
+from inception_deploy.benchmarks.environment import environment
+from inception_deploy.benchmarks.latency import LatencyResult, Stats, TimingPolicy, WarmupPolicy, measure
+from inception_deploy.benchmarks.runners.factory import Candidate, open_runner
+from inception_deploy.pipeline import documents
+from inception_deploy.pipeline import manifest as mf
+from inception_deploy.pipeline.datasets import FINGERPRINT_METHOD, ImageFolder, open_image_folder, select
+from inception_deploy.pipeline.errors import Unsupported, UserError
+from inception_deploy.pipeline.labels import display_name
+from inception_deploy.pipeline.preprocess import Preprocessing, stack
+from inception_deploy.pipeline.progress import Progress
 
-REPORT_SCHEMA = "inception-deploy/report@1"
 DEFAULT_COUNT = 1000          # class-balanced, seeded subset of the val images (5 a class on Tiny-ImageNet)
 DEFAULT_SEED = 0
 DEFAULT_BATCH_SIZES = (1, 8, 32)
@@ -125,7 +126,7 @@ def identity(m: mf.Manifest, ds: ImageFolder, selection: Selection) -> Dict[str,
 def calibration_overlap(candidates: Sequence[Candidate], ds: ImageFolder, m: mf.Manifest) -> Dict[str, Any]:
     """Which of the images the model was calibrated on (by content, against every calibration
     manifest of the same weights beside the artifacts or their parents); warned about loudly."""
-    from pipeline.lineage import calibration_manifests
+    from inception_deploy.pipeline.lineage import calibration_manifests
 
     paths = [c.path for c in candidates if c.manifest is not None and c.backend != "pytorch"]
     manifests = calibration_manifests(paths, m.model.weights_sha256)
@@ -169,11 +170,7 @@ def check_same_model(candidates: Sequence[Candidate]) -> mf.Manifest:
 
 def _label_text(m: mf.Manifest) -> List[str]:
     desc = m.model.label_descriptions or {}
-    out = []
-    for name in m.model.label_names:
-        d = desc.get(name, "")
-        out.append(f"{name} ({d.split(',')[0].strip()})" if d else name)
-    return out
+    return [f"{name} ({display_name(name, desc)})" if desc.get(name) else name for name in m.model.label_names]
 
 
 def _infer_chunked(runner: Any, images: np.ndarray) -> np.ndarray:
@@ -241,6 +238,25 @@ def measure_preprocessing(ds: ImageFolder, pre: Preprocessing, count: int) -> Di
     return out
 
 
+@dataclass
+class OpenRunner:
+    """A candidate whose runner is open (activated), with the seconds that took."""
+
+    candidate: Candidate
+    runner: Any
+    load_s: float
+
+
+@dataclass
+class AccuracyPass:
+    """Every runner's logits over the same images, the labels, and the first images kept for timing."""
+
+    logits: Dict[str, np.ndarray]
+    labels: np.ndarray
+    pool: np.ndarray
+    infer_s: Dict[str, float]
+
+
 def run_bench(candidates: Sequence[Candidate], selection: Selection, settings: BenchSettings,
               reference: Optional[Candidate] = None, missing: Sequence[Missing] = (),
               skip_unsupported: bool = True, command: str = "bench",
@@ -250,6 +266,8 @@ def run_bench(candidates: Sequence[Candidate], selection: Selection, settings: B
 
     Candidates whose runner cannot run here (:class:`Unsupported`) are listed under ``skipped``
     with the reason when ``skip_unsupported``; otherwise the error propagates (``verify``).
+    Steps: check the model -> open the images -> open the runners -> accuracy pass -> latency pass
+    -> rows -> report.
     """
     t_start = time.perf_counter()
     load_start = _load_average()
@@ -264,105 +282,137 @@ def run_bench(candidates: Sequence[Candidate], selection: Selection, settings: B
     sizes = sorted({int(b) for b in settings.batch_sizes})
     if not sizes or sizes[0] < 1:
         raise UserError(f"batch sizes must be positive integers, got {list(settings.batch_sizes)}")
-
-    skipped: List[Dict[str, str]] = []
-    runners: List[Tuple[Candidate, Any, float]] = []
     with ExitStack() as stack_:
-        for c in ordered:
-            try:
-                runner = open_runner(c, device=settings.device, threads=settings.threads,
-                                     cuda_graph=settings.cuda_graph)
-                t = time.perf_counter()
-                stack_.enter_context(runner)
-                runners.append((c, runner, time.perf_counter() - t))
-            except Unsupported as e:
-                if not skip_unsupported:
-                    raise
-                skipped.append({"id": c.id, "artifact": c.path, "reason": str(e)})
-                print(f"skip {c.id}: {e}")
-        if not runners:
-            raise Unsupported("no candidate can run on this host: "
-                              + "; ".join(f"{s['id']}: {s['reason']}" for s in skipped))
-        if reference is not None and runners[0][0] is not reference:
-            raise Unsupported(f"the reference {reference.id} cannot run here: {skipped[0]['reason']}")
-
-        # -- accuracy: one pass over the images, every runner on the same batch --------------------
-        logits: Dict[str, List[np.ndarray]] = {c.id: [] for c, _, _ in runners}
-        if recorded is not None:
-            logits[recorded.id] = []
-        labels: List[np.ndarray] = []
-        pool: List[np.ndarray] = []
-        pooled = 0
-        infer_s = {c.id: 0.0 for c, _, _ in runners}
-        label = f"accuracy ({len(runners)} runner{'s' if len(runners) > 1 else ''})"
-        for batch in ds.batches(pre, settings.accuracy_batch, progress=label):
-            labels.append(batch.labels)
-            if recorded is not None:
-                logits[recorded.id].append(recorded.rows(batch.paths, ds.root))
-            if pooled < sizes[-1]:
-                pool.append(batch.images)
-                pooled += batch.images.shape[0]
-            for c, runner, _ in runners:
-                t = time.perf_counter()
-                logits[c.id].append(_infer_chunked(runner, batch.images))
-                infer_s[c.id] += time.perf_counter() - t
-        if not labels:
+        runners, skipped = open_runners(ordered, settings, stack_, skip_unsupported, reference)
+        measured = accuracy_pass(runners, ds, pre, settings.accuracy_batch, sizes[-1], recorded)
+        if not measured.labels.size:
             raise UserError(f"no readable images in {selection.root} ({len(ds.skipped)} unreadable)")
-        y = np.concatenate(labels)
-        outs = {k: np.concatenate(v) for k, v in logits.items()}
-        base_id = recorded.id if recorded is not None else runners[0][0].id
-        names = _label_text(m)
+        lat, notes = latency_pass(runners, measured.pool, sizes, settings, ds, pre)
+        base_id = recorded.id if recorded is not None else runners[0].candidate.id
+        rows = [_recorded_row(recorded, measured.logits[recorded.id], measured.labels)] if recorded else []
+        rows += [_runner_row(o, measured, base_id, _label_text(m), lat, notes) for o in runners]
+    cost = measure_preprocessing(ds, pre, settings.preprocessing_images) if settings.with_preprocessing else None
+    report = _report_record(command, ident, settings, base_id, rows, missing, skipped, ds, overlap, cost, load_start)
+    report["elapsed_s"] = round(time.perf_counter() - t_start, 2)
+    return report
 
-        # -- latency per batch size ----------------------------------------------------------------
-        lat: Dict[str, List[LatencyResult]] = {c.id: [] for c, _, _ in runners}
-        notes: Dict[str, List[str]] = {c.id: [] for c, _, _ in runners}
-        if settings.latency:
-            pool_arr = np.concatenate(pool)
-            passes = 2 if settings.with_preprocessing else 1
-            bar = Progress(len(runners) * len(sizes) * passes * settings.timing.iterations, "latency", unit="it")
-            for c, runner, _ in runners:
-                limit = getattr(runner, "max_batch", None)
-                for n in sizes:
-                    if limit and n > limit:
-                        notes[c.id].append(f"batch {n} skipped: above this runner's max batch {limit}")
-                        bar.update(settings.timing.iterations * passes)
-                        continue
-                    lat[c.id].append(measure(runner, _latency_batch(pool_arr, n), settings.warmup, settings.timing,
-                                             on_iteration=lambda: bar.update(1)))
-                    if settings.with_preprocessing:
-                        lat[c.id].append(measure(runner, _latency_batch(pool_arr, n), settings.warmup,
-                                                 settings.timing, prepare=_file_batch_maker(ds, pre, n),
-                                                 on_iteration=lambda: bar.update(1)))
-            bar.close()
 
-        rows = [_recorded_row(recorded, outs[recorded.id], y)] if recorded is not None else []
-        for c, runner, load_s in runners:
-            is_base = c.id == base_id
-            drift = None if is_base else acc.compare(outs[c.id], outs[base_id], y, names).to_dict()
-            describe = getattr(runner, "describe", None)
-            rows.append({
-                "id": c.id, "precision": c.precision, "backend": c.backend, "runner": runner.name,
-                "reference": is_base,
-                "artifact": _artifact_record(c),
-                "runner_details": describe() if callable(describe)
-                else {"providers": getattr(runner, "providers_used", None)},
-                "load_s": round(load_s, 3),
-                "accuracy": acc.accuracy(outs[c.id], y).to_dict(),
-                "accuracy_pass_s": round(infer_s[c.id], 3),
-                "drift": drift,
-                "latency": [r.to_dict() for r in lat[c.id]],
-                "notes": notes[c.id],
-            })
+def open_runners(ordered: Sequence[Candidate], settings: BenchSettings, stack_: ExitStack, skip_unsupported: bool,
+                 reference: Optional[Candidate]) -> Tuple[List[OpenRunner], List[Dict[str, str]]]:
+    """Open each candidate's runner inside ``stack_``; one that cannot run here is skipped (with its
+    reason) or, without ``skip_unsupported``, raised. Unsupported when none, or not the reference, can run."""
+    skipped: List[Dict[str, str]] = []
+    runners: List[OpenRunner] = []
+    for c in ordered:
+        try:
+            runner = open_runner(c, device=settings.device, threads=settings.threads, cuda_graph=settings.cuda_graph)
+            t = time.perf_counter()
+            stack_.enter_context(runner)
+            runners.append(OpenRunner(c, runner, time.perf_counter() - t))
+        except Unsupported as e:
+            if not skip_unsupported:
+                raise
+            skipped.append({"id": c.id, "artifact": c.path, "reason": str(e)})
+            print(f"skip {c.id}: {e}")
+    if not runners:
+        raise Unsupported("no candidate can run on this host: "
+                          + "; ".join(f"{s['id']}: {s['reason']}" for s in skipped))
+    if reference is not None and runners[0].candidate is not reference:
+        raise Unsupported(f"the reference {reference.id} cannot run here: {skipped[0]['reason']}")
+    return runners, skipped
 
+
+def accuracy_pass(runners: Sequence[OpenRunner], ds: ImageFolder, pre: Preprocessing, batch_size: int,
+                  pool_size: int, recorded: Optional[RecordedReference]) -> AccuracyPass:
+    """One pass over the images, every runner on the same preprocessed batch; keeps the first
+    ``pool_size`` images for the latency pass."""
+    logits: Dict[str, List[np.ndarray]] = {o.candidate.id: [] for o in runners}
+    if recorded is not None:
+        logits[recorded.id] = []
+    labels: List[np.ndarray] = []
+    pool: List[np.ndarray] = []
+    pooled = 0
+    infer_s = {o.candidate.id: 0.0 for o in runners}
+    label = f"accuracy ({len(runners)} runner{'s' if len(runners) > 1 else ''})"
+    for batch in ds.batches(pre, batch_size, progress=label):
+        labels.append(batch.labels)
+        if recorded is not None:
+            logits[recorded.id].append(recorded.rows(batch.paths, ds.root))
+        if pooled < pool_size:
+            pool.append(batch.images)
+            pooled += batch.images.shape[0]
+        for o in runners:
+            t = time.perf_counter()
+            logits[o.candidate.id].append(_infer_chunked(o.runner, batch.images))
+            infer_s[o.candidate.id] += time.perf_counter() - t
+    if not labels:
+        return AccuracyPass({}, np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32), infer_s)
+    return AccuracyPass({k: np.concatenate(v) for k, v in logits.items()}, np.concatenate(labels),
+                        np.concatenate(pool), infer_s)
+
+
+def latency_pass(runners: Sequence[OpenRunner], pool: np.ndarray, sizes: Sequence[int], settings: BenchSettings,
+                 ds: ImageFolder, pre: Preprocessing) -> Tuple[Dict[str, List[LatencyResult]], Dict[str, List[str]]]:
+    """Latency per runner and batch size on real images (and with file decoding and preprocessing
+    when asked); batch sizes above a runner's max batch are noted, not timed."""
+    lat: Dict[str, List[LatencyResult]] = {o.candidate.id: [] for o in runners}
+    notes: Dict[str, List[str]] = {o.candidate.id: [] for o in runners}
+    if not settings.latency:
+        return lat, notes
+    passes = 2 if settings.with_preprocessing else 1
+    bar = Progress(len(runners) * len(sizes) * passes * settings.timing.iterations, "latency", unit="it")
+    for o in runners:
+        limit = getattr(o.runner, "max_batch", None)
+        for n in sizes:
+            if limit and n > limit:
+                notes[o.candidate.id].append(f"batch {n} skipped: above this runner's max batch {limit}")
+                bar.update(settings.timing.iterations * passes)
+                continue
+            lat[o.candidate.id].append(measure(o.runner, _latency_batch(pool, n), settings.warmup, settings.timing,
+                                               on_iteration=lambda: bar.update(1)))
+            if settings.with_preprocessing:
+                lat[o.candidate.id].append(measure(o.runner, _latency_batch(pool, n), settings.warmup,
+                                                   settings.timing, prepare=_file_batch_maker(ds, pre, n),
+                                                   on_iteration=lambda: bar.update(1)))
+    bar.close()
+    return lat, notes
+
+
+def _runner_row(o: OpenRunner, measured: AccuracyPass, base_id: str, names: List[str],
+                lat: Dict[str, List[LatencyResult]], notes: Dict[str, List[str]]) -> Dict[str, Any]:
+    """One report row: what ran, its accuracy, drift against the reference, latency."""
+    c, runner = o.candidate, o.runner
+    is_base = c.id == base_id
+    outs = measured.logits
+    describe = getattr(runner, "describe", None)
+    return {
+        "id": c.id, "precision": c.precision, "backend": c.backend, "runner": runner.name,
+        "reference": is_base,
+        "artifact": _artifact_record(c),
+        "runner_details": describe() if callable(describe) else {"providers": getattr(runner, "providers_used", None)},
+        "load_s": round(o.load_s, 3),
+        "accuracy": acc.accuracy(outs[c.id], measured.labels).to_dict(),
+        "accuracy_pass_s": round(measured.infer_s[c.id], 3),
+        "drift": None if is_base else acc.compare(outs[c.id], outs[base_id], measured.labels, names).to_dict(),
+        "latency": [r.to_dict() for r in lat[c.id]],
+        "notes": notes[c.id],
+    }
+
+
+def _report_record(command: str, ident: Dict[str, Any], settings: BenchSettings, base_id: str,
+                   rows: List[Dict[str, Any]], missing: Sequence[Missing], skipped: List[Dict[str, str]],
+                   ds: ImageFolder, overlap: Dict[str, Any], preprocessing_cost: Optional[Dict[str, Any]],
+                   load_start: Optional[float]) -> Dict[str, Any]:
+    """The report (schema ``inception-deploy/report@1``) around the measured rows."""
     threads = {"requested": settings.threads}
     torch = sys.modules.get("torch")  # only if the PyTorch runner loaded it: device hosts never import torch
     if torch is not None:
         threads["torch"] = torch.get_num_threads()
-    report: Dict[str, Any] = {
-        "schema": REPORT_SCHEMA,
+    return {
+        "schema": documents.REPORT,
         "command": command,
         "created": mf.now(),
-        "tool": {"name": "inception-deploy", "version": mf.TOOL_VERSION},
+        "tool": documents.tool_record(),
         "identity": ident,
         "environment": environment(threads),
         "settings": settings.to_dict(),
@@ -372,13 +422,10 @@ def run_bench(candidates: Sequence[Candidate], selection: Selection, settings: B
         "skipped": skipped,
         "images_unreadable": ds.skipped_report(),
         "calibration_overlap": overlap,
-        "preprocessing_cost": measure_preprocessing(ds, pre, settings.preprocessing_images)
-        if settings.with_preprocessing else None,
+        "preprocessing_cost": preprocessing_cost,
         "host_load": {"start": load_start, "end": _load_average()},
         "elapsed_s": 0.0,
     }
-    report["elapsed_s"] = round(time.perf_counter() - t_start, 2)
-    return report
 
 
 def _recorded_row(recorded: RecordedReference, logits: np.ndarray, y: np.ndarray) -> Dict[str, Any]:

@@ -8,8 +8,9 @@ import os
 import sys
 from typing import Any, Dict, List, Optional
 
-from pipeline import paths
-from pipeline.errors import CheckFailed, UserError
+from inception_deploy.pipeline import manifest as mf
+from inception_deploy.pipeline import paths
+from inception_deploy.pipeline.errors import CheckFailed, UserError
 
 BENCH_EXITS = ("Exit codes: 0 reports written; 2 unusable input (no artifacts, missing or mismatched manifests, "
                "no labeled images); 3 nothing can run on this host.")
@@ -59,8 +60,8 @@ def _add_measure_args(p: argparse.ArgumentParser, default_count: int, default_si
 
 
 def _settings(args: argparse.Namespace) -> Any:
-    from benchmarks.bench import BenchSettings
-    from benchmarks.latency import TimingPolicy, WarmupPolicy
+    from inception_deploy.benchmarks.bench import BenchSettings
+    from inception_deploy.benchmarks.latency import TimingPolicy, WarmupPolicy
 
     if args.iterations < 1 or args.accuracy_batch < 1:
         raise UserError("--iterations and --accuracy-batch must be at least 1")
@@ -74,13 +75,13 @@ def _settings(args: argparse.Namespace) -> Any:
 
 
 def _selection(args: argparse.Namespace) -> Any:
-    from benchmarks.bench import Selection
+    from inception_deploy.benchmarks.bench import Selection
 
     return Selection(root=args.images, count=None if args.all else args.count, seed=args.seed)
 
 
 def _print_written(written: Dict[str, str], report: Dict[str, Any]) -> None:
-    from benchmarks.report import markdown
+    from inception_deploy.benchmarks.report import markdown
 
     print(markdown(report))
     print("wrote " + ", ".join(os.path.relpath(p) for p in written.values()))
@@ -88,9 +89,9 @@ def _print_written(written: Dict[str, str], report: Dict[str, Any]) -> None:
 
 # -- bench ------------------------------------------------------------------------------------------
 def cmd_bench(args: argparse.Namespace) -> int:
-    from benchmarks.bench import Missing, run_bench
-    from benchmarks.report import write_reports
-    from benchmarks.runners.factory import candidate_for, disambiguate, discover, pytorch_candidate
+    from inception_deploy.benchmarks.bench import Missing, run_bench
+    from inception_deploy.benchmarks.report import write_reports
+    from inception_deploy.benchmarks.runners.factory import candidate_for, disambiguate, discover, pytorch_candidate
 
     candidates = [candidate_for(p) for p in args.artifacts]
     missing: List[Missing] = []
@@ -126,10 +127,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 # -- verify -----------------------------------------------------------------------------------------
 def cmd_verify(args: argparse.Namespace) -> int:
-    from pipeline import manifest as mf
-    from benchmarks.bench import run_bench
-    from benchmarks.report import write_reports
-    from benchmarks.runners.factory import candidate_for, open_runner
+    from inception_deploy.pipeline import manifest as mf
+    from inception_deploy.benchmarks.bench import run_bench
+    from inception_deploy.benchmarks.report import write_reports
+    from inception_deploy.benchmarks.runners.factory import candidate_for, open_runner
 
     target = candidate_for(args.engine)
     ref_path = args.reference or (mf.parent_path(target.manifest, args.engine) if target.manifest else None)
@@ -178,8 +179,8 @@ def _add_limit_args(p: argparse.ArgumentParser, where: str) -> None:
 
 
 def cmd_baseline(args: argparse.Namespace) -> int:
-    from benchmarks.gate import DEFAULT_LIMITS, write_baseline
-    from benchmarks.report import load_report
+    from inception_deploy.benchmarks.gate import DEFAULT_LIMITS, write_baseline
+    from inception_deploy.benchmarks.report import load_report
 
     out = args.out
     if not out:
@@ -195,8 +196,8 @@ def cmd_baseline(args: argparse.Namespace) -> int:
 
 
 def cmd_gate(args: argparse.Namespace) -> int:
-    from benchmarks import gate
-    from benchmarks.report import load_report
+    from inception_deploy.benchmarks import gate
+    from inception_deploy.benchmarks.report import load_report
 
     junit = args.junit
     try:

@@ -1,4 +1,4 @@
-"""``python -m benchmarks.device_verify``: verify the engine a deploy bundle built, on the device.
+"""``python -m inception_deploy.benchmarks.device_verify``: verify the engine a deploy bundle built, on the device.
 
 Runs the engine (through the same runner interface the host bench uses: ``runtime.backends``) on the
 images the bundle carries (``eval/``) and compares it with the FP32 logits the host computed on
@@ -16,14 +16,14 @@ import os
 import sys
 from typing import Any, Dict, List, Optional
 
-from benchmarks.bench import BenchSettings, RecordedReference, Selection, run_bench
-from benchmarks.latency import TimingPolicy, WarmupPolicy
-from benchmarks.runners.factory import candidate_for
-from engines.builder import ENGINE_NAME, engine_dir
-from engines.eval_files import EVAL_DIR, IMAGES, load_eval_set
-from engines.targets import resolve_target
-from pipeline import manifest as mf
-from pipeline.errors import UserError
+from inception_deploy.benchmarks.bench import BenchSettings, RecordedReference, Selection, run_bench
+from inception_deploy.benchmarks.latency import TimingPolicy, WarmupPolicy
+from inception_deploy.benchmarks.runners.factory import candidate_for
+from inception_deploy.engines.builder import ENGINE_NAME, engine_dir
+from inception_deploy.engines.eval_files import EVAL_DIR, IMAGES, load_eval_set
+from inception_deploy.engines.targets import resolve_target
+from inception_deploy.pipeline import manifest as mf
+from inception_deploy.pipeline.errors import UserError
 
 BUNDLE_MANIFEST = "SHA256SUMS"
 COMMAND = "verify-on-device"
@@ -59,7 +59,7 @@ def settings_from(args: argparse.Namespace) -> BenchSettings:
 
 def verify(args: argparse.Namespace) -> Dict[str, Any]:
     """Run the verification and write the reports; returns the report."""
-    from benchmarks.report import markdown, write_reports
+    from inception_deploy.benchmarks.report import markdown, write_reports
 
     engine = args.engine or default_engine(args.bundle, args.target, args.precision, args.dla_core)
     if not os.path.isfile(engine):
@@ -88,7 +88,7 @@ def _sizes(text: str) -> List[int]:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.device_verify", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m inception_deploy.benchmarks.device_verify", description=__doc__.split("\n\n")[0])
     p.add_argument("--bundle", required=True, help="the deploy bundle folder (holds eval/ and SHA256SUMS)")
     p.add_argument("--target", required=True, help="the bundle's target")
     p.add_argument("--precision", required=True, choices=("int8", "fp16", "fp32"))

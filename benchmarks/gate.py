@@ -30,11 +30,10 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
-from pipeline import atomic
-from pipeline.datasets import FINGERPRINT_METHOD
-from pipeline.errors import UserError
+from inception_deploy.pipeline import atomic, documents
+from inception_deploy.pipeline.datasets import FINGERPRINT_METHOD
+from inception_deploy.pipeline.errors import UserError
 
-BASELINE_SCHEMA = "inception-deploy/baseline@1"
 DEFAULT_LIMITS = {"max_top1_drop": 0.5, "max_top5_drop": 0.5, "max_latency_regression": None}
 EPS = 1e-9
 
@@ -90,8 +89,8 @@ class GateResult:
 def baseline_from_report(report: Dict[str, Any], report_path: str,
                          limits: Dict[str, Optional[float]]) -> Dict[str, Any]:
     """The baseline record of a report: identity, limits and each runner's figures."""
-    from benchmarks.environment import one_line
-    from pipeline.hashing import file_sha256
+    from inception_deploy.benchmarks.environment import one_line
+    from inception_deploy.pipeline.hashing import file_sha256
 
     rows = {}
     for r in report["rows"]:
@@ -107,7 +106,7 @@ def baseline_from_report(report: Dict[str, Any], report_path: str,
         }
     ident = report["identity"]
     return {
-        "schema": BASELINE_SCHEMA,
+        "schema": documents.BASELINE,
         "created": report.get("created"),
         "from_report": {"file": os.path.relpath(report_path), "sha256": file_sha256(report_path),
                         "command": report.get("command")},
@@ -122,7 +121,7 @@ def baseline_from_report(report: Dict[str, Any], report_path: str,
 
 
 def write_baseline(report_path: str, out_path: str, limits: Dict[str, Optional[float]]) -> Dict[str, Any]:
-    from benchmarks.report import load_report
+    from inception_deploy.benchmarks.report import load_report
 
     report = load_report(report_path)
     check_report_shape(report, report_path)
@@ -139,13 +138,9 @@ def write_baseline(report_path: str, out_path: str, limits: Dict[str, Optional[f
 
 
 def load_baseline(path: str) -> Dict[str, Any]:
-    if not os.path.isfile(path):
-        raise UserError(f"baseline not found: {path} (write one from a trusted run with inception-deploy baseline "
-                        "--report REPORT --out PATH, then commit it)")
-    data = atomic.read_json(path, "rewrite it with inception-deploy baseline")
-    if not isinstance(data, dict) or data.get("schema") != BASELINE_SCHEMA:
-        raise UserError(f"{path} is not a baseline ({BASELINE_SCHEMA}); write it with inception-deploy baseline")
-    return data
+    return documents.read_document(path, documents.BASELINE, "baseline",
+                                   "write one from a trusted run with inception-deploy baseline --report REPORT "
+                                   "--out PATH, then commit it")
 
 
 # -- input shape ---------------------------------------------------------------------------------------
@@ -322,7 +317,7 @@ def evaluate(report: Dict[str, Any], baseline: Dict[str, Any], report_path: str 
         if rid not in baseline["rows"]:
             res.notes.append(f"{rid}: not in the baseline (only reported; record a new baseline to gate it)")
     if lat is not None and report.get("environment"):
-        from benchmarks.environment import one_line
+        from inception_deploy.benchmarks.environment import one_line
         if baseline.get("environment") and one_line(report["environment"]) != baseline["environment"]:
             res.notes.append("latency compared across different environments: baseline " + baseline["environment"])
     res.seconds = time.time() - res.started

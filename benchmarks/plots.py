@@ -11,7 +11,7 @@ the plots were not drawn.
 """
 from typing import Any, Dict, List
 
-from pipeline import atomic
+from inception_deploy.pipeline import atomic
 
 PRECISION_COLOURS = {"fp32": "#1f77b4", "fp16": "#2ca02c", "int8": "#d62728", "fp8": "#9467bd", "bf16": "#8c564b"}
 BACKEND_MARKERS = {"pytorch": "o", "onnxruntime": "s", "tensorrt": "^"}

@@ -4,15 +4,16 @@ x runner x batch -> latency, throughput, accuracy, drift) and ``report.html`` (t
 plots as PNG files beside it, the worst classes and the environment). The files of one report are
 published together (:mod:`pipeline.publish`), ``report.json`` last.
 """
-import html
+import importlib.util
 import json
 import os
 from typing import Any, Dict, List, Optional, Tuple
 
-from benchmarks.environment import one_line
-from pipeline import manifest as mf
-from pipeline import publish
-from pipeline.errors import UserError
+from inception_deploy.benchmarks.environment import one_line
+from inception_deploy.pipeline import documents
+from inception_deploy.pipeline import manifest as mf
+from inception_deploy.pipeline import publish
+from inception_deploy.pipeline.errors import UserError
 
 COLUMNS = ("precision", "runner", "batch", "p50 ms", "p99 ms", "img/s", "top-1 %", "top-5 %",
            "top-1 drop", "top-5 drop", "agree %", "KL")
@@ -130,48 +131,30 @@ def markdown(report: Dict[str, Any]) -> str:
     return "\n".join(lines + footer + ([""] + [f"- {n}" for n in extra] if extra else [])) + "\n"
 
 
+TEMPLATES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates")
+PLOT_TITLES = {"latency_distribution": "Latency distribution per runner",
+               "accuracy_vs_latency": "Accuracy vs latency per precision"}
+
+
 def html_page(report: Dict[str, Any], plots: Dict[str, str], folder: str) -> str:
+    """``report.html`` from ``templates/report.html.j2`` (jinja2, autoescaped): the table, the plots
+    beside it (paths relative to ``folder``), the notes, the worst classes and the environment.
+    ImportError where jinja2 is missing (a device's system Python: report.json and .md suffice there)."""
+    import jinja2
+
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True, keep_trailing_newline=True)
     head, rows = table(report)
-    esc = html.escape
-    parts = ["<!doctype html><html><head><meta charset='utf-8'>",
-             f"<title>{esc(_title(report))}</title>",
-             "<style>body{font-family:sans-serif;margin:1.5em;max-width:1400px}"
-             "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 7px;"
-             "text-align:right}td:nth-child(-n+2),th{text-align:left}tr.first td{border-top:2px solid #888}"
-             "img{max-width:100%;border:1px solid #eee;margin:.5em 0}code{background:#f4f4f4}</style></head><body>",
-             f"<h1>{esc(_title(report))}</h1>",
-             f"<p>{esc(one_line(report['environment']))}<br>{esc(report['created'])}, {report['elapsed_s']:.0f} s; "
-             f"model weights <code>{esc(str(report['identity']['model']['weights_sha256'])[:16])}</code>, image list "
-             f"<code>{esc(report['identity']['images']['fingerprint'][:16])}</code>, preprocessing "
-             f"<code>{esc(report['identity']['preprocessing']['sha256'][:16])}</code></p>",
-             "<table><tr>" + "".join(f"<th>{esc(h)}</th>" for h in head) + "</tr>"]
-    for row in rows:
-        cls = " class='first'" if row[0] else ""
-        parts.append(f"<tr{cls}>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>")
-    parts.append("</table><p>Latency: end-to-end per batch (host copies included). Drops in points against the "
-                 "reference on the same images, positive = worse; * = McNemar p &lt; 0.05.</p>")
-    titles = {"latency_distribution": "Latency distribution per runner",
-              "accuracy_vs_latency": "Accuracy vs latency per precision"}
-    if plots:
-        for name, path in plots.items():
-            parts.append(f"<h2>{esc(titles.get(name, name))}</h2>"
-                         f"<img src='{esc(os.path.relpath(path, folder))}' alt='{esc(name)}'>")
-    else:
-        parts.append("<p><em>Plots not drawn: matplotlib is not installed on this host.</em></p>")
-    extra = notes(report)
-    if extra:
-        parts.append("<h2>Notes</h2><ul>" + "".join(f"<li>{esc(n)}</li>" for n in extra) + "</ul>")
-    for r in report["rows"]:
-        d = r.get("drift")
-        if d and d.get("worst_classes"):
-            parts.append(f"<h3>{esc(r['id'])}: classes that lost most top-1</h3><table><tr><th>class</th>"
-                         "<th>images</th><th>top-1 drop (points)</th></tr>")
-            for w in d["worst_classes"]:
-                parts.append(f"<tr><td>{esc(w['label'])}</td><td>{w['images']}</td><td>{w['top1_drop']:.1f}</td></tr>")
-            parts.append("</table>")
-    parts.append("<h2>Environment</h2><pre>" + esc(json.dumps(report["environment"], indent=2)) + "</pre>")
-    parts.append("<p>Everything above, machine-readable: <a href='report.json'>report.json</a>.</p></body></html>")
-    return "\n".join(parts) + "\n"
+    ident = report["identity"]
+    worst = [{"id": r["id"], "classes": r["drift"]["worst_classes"]} for r in report["rows"]
+             if r.get("drift") and r["drift"].get("worst_classes")]
+    return env.get_template("report.html.j2").render(
+        title=_title(report), environment_line=one_line(report["environment"]), created=report["created"],
+        elapsed_s=report["elapsed_s"], weights_sha256=str(ident["model"]["weights_sha256"]),
+        images_fingerprint=ident["images"]["fingerprint"], preprocessing_sha256=ident["preprocessing"]["sha256"],
+        head=head, rows=rows, notes=notes(report), worst=worst,
+        plots=[{"name": name, "title": PLOT_TITLES.get(name, name), "src": os.path.relpath(path, folder)}
+               for name, path in plots.items()],
+        environment_json=json.dumps(report["environment"], indent=2))
 
 
 def summary_line(report: Dict[str, Any]) -> str:
@@ -193,7 +176,7 @@ def summary_line(report: Dict[str, Any]) -> str:
 def write_reports(report: Dict[str, Any], folder: str, parent: Optional[mf.Manifest],
                   parent_path: Optional[str]) -> Dict[str, str]:
     """Write report.json (+ manifest), report.md, plots and report.html into ``folder``, together."""
-    from benchmarks.plots import render
+    from inception_deploy.benchmarks.plots import render
 
     paths = {"json": os.path.join(folder, "report.json"), "md": os.path.join(folder, "report.md"),
              "html": os.path.join(folder, "report.html")}
@@ -202,14 +185,24 @@ def write_reports(report: Dict[str, Any], folder: str, parent: Optional[mf.Manif
         if parent is not None and parent_path is not None:
             m = mf.derive(parent, parent_path, "report", artifact_path=paths["json"], stage={
                 "name": report["command"], "summary": summary_line(report), "report_schema": report["schema"],
-                "markdown": os.path.basename(paths["md"]), "html": os.path.basename(paths["html"])})
+                "markdown": os.path.basename(paths["md"]),
+                "html": os.path.basename(paths["html"]) if importlib.util.find_spec("jinja2") else None})
             pub.write_manifest(m, paths["json"])
         _write_text(pub.add(paths["md"]), markdown(report))
         plots = render(report, pub.staging)
         for path in plots.values():
             pub.add(os.path.join(folder, os.path.basename(path)))
-        _write_text(pub.add(paths["html"]), html_page(report, plots, pub.staging))
+        try:
+            page = html_page(report, plots, pub.staging)
+        except ImportError:      # no jinja2 (a device's system Python): report.json, report.md and the plots
+            page = None
+            del paths["html"]
+        if page is not None:
+            _write_text(pub.add(paths["html"]), page)
         pub.last(paths["json"])                                  # the file make tracks
+    legacy = paths["json"] + ".json"          # the report manifest's name before sidecar() gave JSON artifacts theirs
+    if os.path.isfile(legacy) and os.path.isfile(mf.sidecar(paths["json"])):
+        os.remove(legacy)
     paths.update({name: os.path.join(folder, os.path.basename(p)) for name, p in plots.items()})
     return paths
 
@@ -221,20 +214,7 @@ def _write_text(path: str, text: str) -> None:
 
 def load_report(path: str) -> Dict[str, Any]:
     """Read a report.json; :class:`UserError` (exit 2) when missing, unreadable or of another schema."""
-    from benchmarks.bench import REPORT_SCHEMA
-
-    if not os.path.isfile(path):
-        raise UserError(f"report not found: {path} (write it with inception-deploy bench/verify, or make bench)")
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except ValueError as e:
-        raise UserError(f"{path} is not valid JSON ({e}); re-run the benchmark") from None
-    if not isinstance(data, dict) or data.get("schema") != REPORT_SCHEMA:
-        got = data.get("schema") if isinstance(data, dict) else type(data).__name__
-        raise UserError(f"{path} has schema {got!r}, expected {REPORT_SCHEMA!r}; re-run the benchmark with this "
-                        "version of inception-deploy")
-    for key in ("identity", "rows", "reference"):
-        if key not in data:
-            raise UserError(f"{path} lacks {key!r}; re-run the benchmark")
+    fix = "write it with inception-deploy bench/verify (or make bench) with this version of inception-deploy"
+    data = documents.read_document(path, documents.REPORT, "report", fix)
+    documents.check_keys(data, ("identity", "rows", "reference"), path, fix)
     return data

@@ -14,8 +14,8 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from benchmarks.accuracy import compare
-from pipeline.errors import UserError
+from inception_deploy.benchmarks.accuracy import compare
+from inception_deploy.pipeline.errors import UserError
 
 SCHEDULE = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128)
 

@@ -2,7 +2,7 @@
 import argparse
 from typing import Any, List, Optional
 
-from pipeline import paths
+from inception_deploy.pipeline import paths
 
 
 def _list(text: Optional[str]) -> List[str]:
@@ -19,8 +19,8 @@ def _count(text: str) -> Optional[int]:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    from calibration import methods, stage
-    from pipeline.errors import CheckFailed
+    from inception_deploy.calibration import methods, stage
+    from inception_deploy.pipeline.errors import CheckFailed
 
     compare = _list(args.compare_methods)
     if compare == ["all"]:

@@ -14,10 +14,10 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from pipeline.datasets import FINGERPRINT_METHOD, UNLABELED, ImageFolder, Sample, open_image_folder, select
-from pipeline.hashing import file_sha256
-from pipeline.errors import UserError
-from pipeline.preprocess import Preprocessing
+from inception_deploy.pipeline.datasets import FINGERPRINT_METHOD, UNLABELED, ImageFolder, Sample, open_image_folder, select
+from inception_deploy.pipeline.hashing import file_sha256
+from inception_deploy.pipeline.errors import UserError
+from inception_deploy.pipeline.preprocess import Preprocessing
 
 MIN_RECOMMENDED_IMAGES = 300
 

@@ -8,7 +8,7 @@ from typing import Dict, List, Sequence
 
 import numpy as np
 
-from pipeline.export import INPUT_NAME, OUTPUT_NAME, ort_session
+from inception_deploy.pipeline.onnx_io import INPUT_NAME, OUTPUT_NAME, ort_session
 
 
 def predict(onnx_path: str, images: np.ndarray, batch_size: int = 64, input_name: str = INPUT_NAME,

@@ -18,8 +18,8 @@ from typing import Dict, List, Mapping, Optional, Sequence, Set
 
 import numpy as np
 
-from calibration.stats import TensorHistogram
-from pipeline.errors import UserError
+from inception_deploy.calibration.stats import TensorHistogram
+from inception_deploy.pipeline.errors import UserError
 
 PERCENTILES = ("99.9", "99.99", "99.999")
 METHODS = ("max", "entropy", "mse") + tuple("percentile-" + p for p in PERCENTILES)

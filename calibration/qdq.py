@@ -27,9 +27,9 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
-from pipeline import trt_cache
-from pipeline import atomic
-from pipeline.errors import CheckFailed, UserError
+from inception_deploy.pipeline import trt_cache
+from inception_deploy.pipeline import atomic
+from inception_deploy.pipeline.errors import CheckFailed, UserError
 
 MINIMAL_IMAGES = 2
 HIGH_PRECISION_DTYPES = ("fp32", "fp16")

@@ -25,15 +25,15 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from pipeline import trt_cache
-from calibration import data as cdata
-from calibration import methods as cmethods
-from calibration import qdq
-from calibration import stats as cstats
-from pipeline import lineage
-from pipeline import manifest as mf
-from pipeline import publish as pub_
-from pipeline.errors import CheckFailed, UserError
+from inception_deploy.pipeline import trt_cache
+from inception_deploy.calibration import data as cdata
+from inception_deploy.calibration import methods as cmethods
+from inception_deploy.calibration import qdq
+from inception_deploy.calibration import stats as cstats
+from inception_deploy.pipeline import lineage
+from inception_deploy.pipeline import manifest as mf
+from inception_deploy.pipeline import publish as pub_
+from inception_deploy.pipeline.errors import CheckFailed, UserError
 
 DEFAULT_METHOD = "percentile-99.999"
 DEFAULT_COUNT = 500
@@ -122,7 +122,7 @@ def run(opts: Options) -> Outputs:
     compare_methods = [cmethods.Method.parse(m) for m in opts.compare_methods]
     budget = None
     if opts.budget is not None:
-        from calibration.budget import Budget
+        from inception_deploy.calibration.budget import Budget
         budget = Budget.parse(opts.budget)
         if not opts.eval_images:
             raise UserError("--accuracy-budget needs --eval-images (a labeled folder, e.g. the shared val/ split)")
@@ -187,8 +187,22 @@ def _run_locked(opts: Options, precisions: List[str], method: cmethods.Method,
             pub.last(paths["int8"] if "int8" in precisions else paths["fp16"])   # the file make tracks
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    _frame_variants(parent, out, opts.eval_images or opts.images, timer)
     print(f"calibrate: total {timer.total():.1f} s", file=sys.stderr)
     return out
+
+
+def _frame_variants(parent: mf.Manifest, out: Outputs, images: str, timer: Timer) -> None:
+    """The frame-input variants the export asked for (``export --frame-input``), of each model
+    written here: the preprocessing is prepended after quantization and checked to hold no Q/DQ."""
+    from inception_deploy.pipeline.frame_io import parse_frame_size
+    from inception_deploy.pipeline.frame_variant import write_frame_variant
+
+    sizes = [parse_frame_size(s) for s in parent.stage.get("frame_inputs") or []]
+    for path in (out.int8, out.fp16):
+        for size in (sizes if path else []):
+            variant = write_frame_variant(path, size, images)
+            timer.done("frame-input variant", "%s: %s" % (variant.artifact["file"], variant.stage["summary"]))
 
 
 # -- parts ------------------------------------------------------------------------------------
@@ -203,7 +217,7 @@ class Evaluation:
     input_name: str
 
     def predict(self, path: str, index: Optional[np.ndarray] = None) -> np.ndarray:
-        from calibration.evaluate import predict
+        from inception_deploy.calibration.evaluate import predict
 
         x = self.images if index is None else self.images[index]
         return predict(path, x, input_name=self.input_name, output_name=self.output_name)
@@ -211,8 +225,8 @@ class Evaluation:
 
 def _load_eval(opts: Options, parent: mf.Manifest, pre: Any, output_name: str, input_name: str,
                timer: Timer) -> Evaluation:
-    from benchmarks.accuracy import accuracy
-    from calibration.evaluate import predict
+    from inception_deploy.benchmarks.accuracy import accuracy
+    from inception_deploy.calibration.evaluate import predict
 
     images = cdata.choose_images(opts.eval_images, parent.label_names, opts.eval_count,  # type: ignore[arg-type]
                                  opts.seed, require_labels=True, what="evaluation images")
@@ -322,7 +336,7 @@ def _int8(opts: Options, method: cmethods.Method, compare_methods: List[cmethods
                              "nodes_to_exclude": list(opts.nodes_to_exclude), "versions": qdq.versions()}
     chosen = first
     if evaluation is not None:
-        from benchmarks.accuracy import compare
+        from inception_deploy.benchmarks.accuracy import compare
 
         if budget is not None:
             chosen = _budget(opts, budget, evaluation, first, result, build, stage, timer, out)
@@ -339,7 +353,7 @@ def _int8(opts: Options, method: cmethods.Method, compare_methods: List[cmethods
     stage["graph"] = final_graph.to_dict()
     stage["excluded_nodes"] = stage.get("budget", {}).get("excluded", [])
     if opts.trt_check:
-        from calibration.trt_check import layer_check
+        from inception_deploy.calibration.trt_check import layer_check
 
         candidate = {k: v for k, v in stage.items() if k not in ("calibration_cache", "calibration_manifest")}
         mf.write(mf.derive(parent, opts.onnx_path, "onnx-int8", dict(candidate, summary="candidate"),
@@ -369,7 +383,7 @@ def check_runs(path: str, images: np.ndarray, input_name: str, output_name: str)
     """The Q/DQ graph passes onnx.checker and ONNX Runtime runs it to finite logits."""
     import onnx
 
-    from calibration.evaluate import predict
+    from inception_deploy.calibration.evaluate import predict
 
     try:
         onnx.checker.check_model(path, full_check=True)
@@ -382,8 +396,8 @@ def check_runs(path: str, images: np.ndarray, input_name: str, output_name: str)
 
 def _budget(opts: Options, budget: Any, evaluation: Evaluation, first: str, first_result: Any, build: Any,
             stage: Dict[str, Any], timer: Timer, out: Outputs) -> str:
-    from calibration.budget import search
-    from calibration.evaluate import rank_sensitivity
+    from inception_deploy.calibration.budget import search
+    from inception_deploy.calibration.evaluate import rank_sensitivity
 
     choose, report = cdata.split_eval(len(evaluation.labels), opts.seed)
     ranking_cache: List[Any] = []
@@ -433,7 +447,7 @@ def weighted_nodes(path: str, quantized: Sequence[str]) -> List[str]:
 def _compare(methods: List[cmethods.Method], scales_for: Any, build: Any, evaluation: Evaluation,
              stats: cstats.ActivationStats, stage: Dict[str, Any], timer: Timer) -> List[Dict[str, Any]]:
     """Every listed method from the same histograms, evaluated on the same images."""
-    from benchmarks.accuracy import compare
+    from inception_deploy.benchmarks.accuracy import compare
 
     table = []
     for m in methods:
@@ -478,7 +492,7 @@ def _int8_summary(stage: Dict[str, Any]) -> str:
 def _fp16(opts: Options, parent: mf.Manifest, reference: np.ndarray, evaluation: Optional[Evaluation],
           hists: Dict[str, cstats.TensorHistogram], input_name: str, output_name: str, paths: Dict[str, str],
           work: str, timer: Timer, out: Outputs, pub: pub_.Publication) -> None:
-    from calibration import fp16
+    from inception_deploy.calibration import fp16
 
     partial = os.path.join(work, "fp16.onnx")
     result = fp16.convert(opts.onnx_path, partial, reference, input_name, hists)
@@ -490,7 +504,7 @@ def _fp16(opts: Options, parent: mf.Manifest, reference: np.ndarray, evaluation:
                                                   "source": os.path.abspath(opts.images)},
                              "versions": qdq.versions()}
     if evaluation is not None:
-        from benchmarks.accuracy import compare
+        from inception_deploy.benchmarks.accuracy import compare
 
         drift = compare(evaluation.predict(partial), evaluation.fp32_logits, evaluation.labels, parent.label_names)
         stage["drift"] = drift.to_dict()

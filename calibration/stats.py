@@ -19,7 +19,7 @@ from typing import Dict, Iterable, List, Optional, Sequence
 
 import numpy as np
 
-from pipeline import atomic
+from inception_deploy.pipeline import atomic
 
 BINS = 8192
 STATS_VERSION = 3  # 2: the graph input's histogram comes from the batches; 3: derived Concat histograms
@@ -243,8 +243,8 @@ def collect(onnx_path: str, tensors: Sequence[str], batches: Iterable[np.ndarray
     (the ones :func:`derived_tensors` names are merged from their sources afterwards)."""
     import onnx
 
-    from pipeline.export import ort_session
-    from pipeline.progress import Progress
+    from inception_deploy.pipeline.onnx_io import ort_session
+    from inception_deploy.pipeline.progress import Progress
 
     model = onnx.load(onnx_path)
     derived = derived_tensors(model, tensors)

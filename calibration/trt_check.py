@@ -16,7 +16,7 @@ TARGET = "rtx"
 def layer_check(onnx_path: str, work_dir: str) -> Dict[str, Any]:
     """Counts from a TensorRT-RTX INT8 build of ``onnx_path`` (needs its manifest beside it)."""
     try:
-        from engines.builder import build_engine
+        from inception_deploy.engines.builder import build_engine
     except ImportError as e:
         return {"status": "not run", "note": f"engines.builder not available ({e})"}
     out_root = tempfile.mkdtemp(prefix=".trt-check.", dir=work_dir)

@@ -12,7 +12,7 @@ and this module reads each one into the same record (``{"classes": {name: [membe
   at a release tag), for generations with no stubs package (8.5, 8.6, 11.x).
 
 :func:`stand_in` turns a record back into an attribute-only object tree, so the detection code
-runs against exactly those names. Stdlib only; ``python -m engines.api_surface`` regenerates
+runs against exactly those names. Stdlib only; ``python -m inception_deploy.engines.api_surface`` regenerates
 the snapshots (see ``tests/data/trt_api/README.md``).
 """
 import argparse
@@ -136,7 +136,7 @@ def main() -> None:
             with open(path, encoding="utf-8") as f:
                 texts.append(f.read())
         surface = from_pybind_sources(texts, args.source, args.version)
-    from pipeline import atomic
+    from inception_deploy.pipeline import atomic
     atomic.write_text(args.out, json.dumps(surface, indent=1, sort_keys=True) + "\n")
 
 

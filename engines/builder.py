@@ -23,17 +23,18 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
-from engines import host as hostinfo
-from engines import onnx_info, trt_hooks
-from engines.inputs import BuildInputs, locate
-from engines.layers import LayerSummary, parse_layers_log
-from engines.targets import BatchProfile, Target, resolve_target
-from engines.trt_api import TargetCapabilities, TrtApi, cc_key, cc_to_sm, import_tensorrt
-from pipeline import atomic
-from pipeline import manifest as mf
-from pipeline import publish
-from pipeline.hashing import file_sha256
-from pipeline.errors import Unsupported, UserError
+from inception_deploy.engines import host as hostinfo
+from inception_deploy.engines import onnx_info, trt_hooks
+from inception_deploy.engines.inputs import BuildInputs, locate
+from inception_deploy.engines.layers import LayerSummary, parse_layers_log
+from inception_deploy.engines.targets import BatchProfile, Target, resolve_target
+from inception_deploy.engines.trt_api import TargetCapabilities, TrtApi, cc_key, cc_to_sm, import_tensorrt
+from inception_deploy.pipeline import atomic
+from inception_deploy.pipeline import manifest as mf
+from inception_deploy.pipeline import publish
+from inception_deploy.pipeline.hashing import file_sha256
+from inception_deploy.pipeline.errors import Unsupported, UserError
+from inception_deploy.pipeline.frame_io import frame_input_size, frame_size_name
 
 ENGINE_NAME = "model.engine"
 SOFTMAX_OUTPUT = "probabilities"   # the output a --softmax engine has instead of the model's logits
@@ -92,6 +93,19 @@ def why_not_here(target: Target, api: Optional[TrtApi], machine: hostinfo.HostIn
     return None
 
 
+# What every build needs from the TensorRT API (8.4+; the oldest supported is JetPack 5.1's 8.5.2).
+REQUIRED_FEATURES = (("serialized_build", "Builder.build_serialized_network"),
+                     ("memory_pool_limits", "IBuilderConfig.set_memory_pool_limit"))
+
+
+def require_builder_api(api: TrtApi) -> None:
+    """Unsupported (one line) for a TensorRT older than the builder's minimum (8.5)."""
+    missing = [what for feature, what in REQUIRED_FEATURES if not getattr(api, feature)]
+    if missing:
+        raise Unsupported("%s is older than the builder supports: it lacks %s; use TensorRT 8.5 or newer (JetPack "
+                          "5.1+)" % (api.label, ", ".join(missing)))
+
+
 def resolve_network_mode(api: Union[TrtApi, TargetCapabilities], target: Target, precision: str,
                          dla_core: int = -1) -> NetworkMode:
     """How this TensorRT builds ``precision`` for ``target``; Unsupported if it cannot.
@@ -132,20 +146,23 @@ def resolve_network_mode(api: Union[TrtApi, TargetCapabilities], target: Target,
     return NetworkMode(strongly_typed=False, flags=[])
 
 
-def engine_variant(precision: str, dla_core: int = -1, softmax: bool = False) -> str:
+def engine_variant(precision: str, dla_core: int = -1, softmax: bool = False,
+                   frame: Optional[Tuple[int, int]] = None) -> str:
     """The engine's folder name: the precision, ``-dla<N>`` for a DLA build, ``-softmax`` when the
-    engine outputs probabilities (DeepStream's classifier parser), so no variant overwrites another."""
-    return precision + ("-dla%d" % dla_core if dla_core >= 0 else "") + ("-softmax" if softmax else "")
+    engine outputs probabilities (DeepStream's classifier parser), ``-frame-<W>x<H>`` for a model that
+    takes camera frames (pipeline.frame_variant), so no variant overwrites another."""
+    return (precision + ("-dla%d" % dla_core if dla_core >= 0 else "") + ("-softmax" if softmax else "")
+            + ("-frame-" + frame_size_name(frame) if frame else ""))
 
 
 def engine_dir(out_root: str, target: Target, model_name: str, precision: str, dla_core: int = -1,
-               softmax: bool = False) -> str:
+               softmax: bool = False, frame: Optional[Tuple[int, int]] = None) -> str:
     """``<out_root>/<target>/<model>/<variant>``; the model name (read from a manifest) must be one
     plain folder name, and the result stays inside ``out_root``."""
-    from pipeline.paths import path_component
+    from inception_deploy.pipeline.paths import path_component
 
     path_component(model_name, "model name", "the ONNX manifest")
-    folder = os.path.join(out_root, target.name, model_name, engine_variant(precision, dla_core, softmax))
+    folder = os.path.join(out_root, target.name, model_name, engine_variant(precision, dla_core, softmax, frame))
     root = os.path.realpath(out_root)
     if not os.path.realpath(folder).startswith(root + os.sep):
         raise UserError("engine folder %s would be outside %s; check the model name in the manifest" % (folder, out_root))
@@ -194,10 +211,7 @@ def _configure(api: TrtApi, builder: Any, network: Any, target: Target, mode: Ne
     config = builder.create_builder_config()
     if api.detailed_profiling:
         config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
-    if api.memory_pool_limits:
-        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mib << 20)
-    elif api.max_workspace_size:
-        config.max_workspace_size = workspace_mib << 20
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mib << 20)
     if api.optimization_level:
         config.builder_optimization_level = target.optimization_level
     if target.hardware_compatibility != "none":
@@ -296,12 +310,73 @@ def _summary_line(target: Target, precision: str, api: TrtApi, size: int, build_
         target.name, precision, size / 1e6, api.label, where, build_s, layers.line())
 
 
+@dataclass
+class BuildRequest:
+    """What was asked for, resolved and checked once (target, precision, DLA core) with the options
+    that override the target's defaults; :meth:`resolve` is the one place that does it."""
+
+    target: Target
+    precision: str
+    dla_core: int = -1
+    batch: Optional[BatchProfile] = None
+    workspace_mib: Optional[int] = None
+    compute_capabilities: Optional[Sequence[str]] = None
+    calib_cache: Optional[str] = None
+    softmax: bool = False
+    frame_input: Optional[Tuple[int, int]] = None     # (H, W): the variant whose graph takes camera frames
+
+    @classmethod
+    def resolve(cls, target: Union[str, Target], precision: Optional[str] = None, dla_core: Optional[int] = None,
+                **options: Any) -> "BuildRequest":
+        """A target name or alias (or a Target), the precision (default: the target's) and DLA core
+        (default: the target's), checked against the target; UserError naming what it builds."""
+        t = resolve_target(target) if isinstance(target, str) else target
+        chosen = precision or t.default_precision
+        core = t.dla.core if dla_core is None else dla_core
+        t.check_precision(chosen, core)
+        return cls(target=t, precision=chosen, dla_core=core, **options)
+
+
+@dataclass
+class BuildOptions:
+    """How to run a build, not what it builds (none of these change the plan's bytes)."""
+
+    use_timing_cache: bool = True
+    progress: bool = True
+    force: bool = True
+    echo: Optional[Callable[[str], None]] = None
+
+
+@dataclass
+class BuildPlan:
+    """Everything decided before TensorRT builds: inputs (lineage-checked), network mode, batch
+    profile, workspace, compute capabilities, where the engine goes and its up-to-date key."""
+
+    request: BuildRequest
+    inputs: BuildInputs
+    api: TrtApi
+    machine: hostinfo.HostInfo
+    mode: NetworkMode
+    batch: BatchProfile
+    workspace_mib: int
+    ccs: List[str]
+    opset: int
+    out_root: str
+    engine_path: str
+    key: Dict[str, Any]
+
+    @property
+    def target(self) -> Target:
+        return self.request.target
+
+
 def build_engine(onnx_path: str, target: Union[str, Target], precision: str, out_root: str,
                  calib_cache: Optional[str] = None, api: Optional[TrtApi] = None, dla_core: Optional[int] = None,
                  batch: Optional[BatchProfile] = None, workspace_mib: Optional[int] = None,
                  compute_capabilities: Optional[Sequence[str]] = None, use_timing_cache: bool = True,
                  progress: bool = True, force: bool = True, machine: Optional[hostinfo.HostInfo] = None,
-                 echo: Optional[Callable[[str], None]] = None, softmax: bool = False) -> BuildResult:
+                 echo: Optional[Callable[[str], None]] = None, softmax: bool = False,
+                 frame_input: Optional[Tuple[int, int]] = None) -> BuildResult:
     """Build ``<out_root>/<target>/<model>/<precision>/model.engine`` + ``model.engine.json``.
 
     ``onnx_path`` is the exported ``model.onnx`` folder or one ONNX file (see
@@ -309,86 +384,148 @@ def build_engine(onnx_path: str, target: Union[str, Target], precision: str, out
     leaves any earlier engine untouched). With ``force=False`` an engine whose build key matches
     is kept and returned with ``skipped=True``. ``softmax`` appends a Softmax (the engine then
     outputs ``probabilities``; for DeepStream) and builds into ``<precision>-softmax/``.
+    ``frame_input`` (H, W) builds the variant whose graph takes camera frames (pipeline.frame_variant)
+    into ``<precision>-frame-<W>x<H>/``. Unsupported when this machine cannot build the target (:func:`why_not_here`).
     """
-    t = resolve_target(target) if isinstance(target, str) else target
-    core = t.dla.core if dla_core is None else dla_core
-    t.check_precision(precision, core)
-    inputs = locate(onnx_path, t, precision, calib_cache, dla_core=core)
-    api = api or import_tensorrt(prefer=t.flavour)
+    request = BuildRequest.resolve(target, precision, dla_core, batch=batch, workspace_mib=workspace_mib,
+                                   compute_capabilities=compute_capabilities, calib_cache=calib_cache, softmax=softmax,
+                                   frame_input=frame_input)
+    api = api or import_tensorrt(prefer=request.target.flavour)
     machine = machine or hostinfo.detect()
-    reason = why_not_here(t, api, machine)
+    reason = why_not_here(request.target, api, machine)
     if reason:
         raise Unsupported(reason)
-    opset = onnx_info.default_opset(inputs.onnx_path)
-    t.check_opset(opset, os.path.basename(inputs.onnx_path))
-    mode = resolve_network_mode(api, t, precision, core)
-    mode.softmax = softmax
-    batch = t.batch_for(mode.dla_core, batch)
-    workspace_mib = workspace_mib or t.workspace_mib
-    ccs = sorted(compute_capabilities or t.compute_capabilities, key=cc_key)
-    key = build_key(inputs, t, api, mode, batch, workspace_mib, ccs)
-    out_dir = engine_dir(out_root, t, inputs.manifest.model.name, precision, mode.dla_core, softmax)
-    engine_path = os.path.join(out_dir, ENGINE_NAME)
-    with publish.RunLock(out_dir, "build %s %s" % (t.name, precision)):
-        if not force:
-            kept = _kept_if_up_to_date(engine_path, key)
+    return build(request, onnx_path, out_root, api, machine,
+                 BuildOptions(use_timing_cache=use_timing_cache, progress=progress, force=force, echo=echo))
+
+
+def build(request: BuildRequest, onnx_path: str, out_root: str, api: TrtApi, machine: hostinfo.HostInfo,
+          options: BuildOptions) -> BuildResult:
+    """Plan, then (under the engine folder's run lock) keep an up-to-date engine or build it;
+    for a machine :func:`why_not_here` found able to build ``request.target``."""
+    plan = plan_build(request, onnx_path, out_root, api, machine)
+    with publish.RunLock(os.path.dirname(plan.engine_path), "build %s %s" % (plan.target.name, request.precision)):
+        if not options.force:
+            kept = _kept_if_up_to_date(plan.engine_path, plan.key)
             if kept is not None:
                 return kept
-        return _build(inputs, t, precision, api, machine, mode, batch, workspace_mib, ccs, key, opset, out_root,
-                      engine_path, use_timing_cache, progress, echo)
+        return run_build(plan, options)
 
 
-def _build(inputs: BuildInputs, t: Target, precision: str, api: TrtApi, machine: hostinfo.HostInfo,
-           mode: NetworkMode, batch: BatchProfile, workspace_mib: int, ccs: Sequence[str], key: Dict[str, Any],
-           opset: int, out_root: str, engine_path: str, use_timing_cache: bool, progress: bool,
-           echo: Optional[Callable[[str], None]]) -> BuildResult:
-    """Parse, configure, build and publish (engine, manifest and log together); see :func:`build_engine`.
+def plan_build(request: BuildRequest, onnx_path: str, out_root: str, api: TrtApi,
+               machine: hostinfo.HostInfo) -> BuildPlan:
+    """Locate and check the inputs, the opset and the API, choose the network mode; no TensorRT call."""
+    t = request.target
+    require_builder_api(api)
+    inputs = locate(onnx_path, t, request.precision, request.calib_cache, dla_core=request.dla_core,
+                    frame_input=request.frame_input)
+    opset = onnx_info.default_opset(inputs.onnx_path)
+    t.check_opset(opset, os.path.basename(inputs.onnx_path))
+    mode = resolve_network_mode(api, t, request.precision, request.dla_core)
+    mode.softmax = request.softmax
+    batch = t.batch_for(mode.dla_core, request.batch)
+    workspace_mib = request.workspace_mib or t.workspace_mib
+    ccs = sorted(request.compute_capabilities or t.compute_capabilities, key=cc_key)
+    key = build_key(inputs, t, api, mode, batch, workspace_mib, ccs)
+    out_dir = engine_dir(out_root, t, inputs.manifest.model.name, request.precision, mode.dla_core, request.softmax,
+                         frame_input_size(inputs.manifest.io))
+    return BuildPlan(request=request, inputs=inputs, api=api, machine=machine, mode=mode, batch=batch,
+                     workspace_mib=workspace_mib, ccs=ccs, opset=opset, out_root=out_root,
+                     engine_path=os.path.join(out_dir, ENGINE_NAME), key=key)
 
-    Long because it is the one place the TensorRT objects live: split further, each part would
-    take half of them as arguments."""
-    trt = api.module
-    logger = trt_hooks.make_logger(api, echo)
-    builder = trt.Builder(logger)
+
+def run_build(plan: BuildPlan, options: BuildOptions) -> BuildResult:
+    """Network from ONNX -> config -> serialized plan -> manifest -> engine, manifest and log
+    published together (the Polygraphy loader chain, one step a function)."""
+    api = plan.api
+    logger = trt_hooks.make_logger(api, options.echo)
+    trt_builder, network, replaced_output = network_from_onnx(plan, logger)
+    calibrator = _calibrator(plan)
+    config, shapes = _configure(api, trt_builder, network, plan.target, plan.mode, plan.batch, plan.workspace_mib,
+                                plan.ccs, calibrator, _monitor(plan, options))
+    tc_path = timing_cache_path(plan.out_root, plan.target, api) if (options.use_timing_cache and
+                                                                     api.timing_cache) else None
+    tc_loaded = _load_timing_cache(api, config, tc_path) if tc_path else False
+    data, build_s = serialize(plan, trt_builder, network, config, logger, calibrator)
+    log_text = logger.text()
+    layers = parse_layers_log(log_text)
+    if tc_path:
+        atomic.write_bytes(tc_path, bytes(memoryview(config.get_timing_cache().serialize())))
+    stage = engine_stage(plan, len(data), build_s, layers, shapes, replaced_output,
+                         {"path": tc_path, "loaded": tc_loaded} if tc_path else
+                         {"path": None, "note": "not used: TensorRT-RTX timing caches are no-ops" if api.is_rtx
+                          else "disabled"})
+    io = _io_with_softmax(plan.inputs.manifest.io, replaced_output) if replaced_output else None
+    manifest = mf.derive(plan.inputs.manifest, plan.inputs.onnx_path, "engine", stage, io=io,
+                         artifact_path=plan.engine_path)
+    log_path = plan.engine_path + ".log"
+    _write_engine(plan.engine_path, data, manifest, log_path, log_text)
+    return BuildResult(engine_path=plan.engine_path, manifest=manifest, layers=layers, log_text=log_text,
+                       build_s=build_s, log_path=log_path, timing_cache_path=tc_path)
+
+
+def network_from_onnx(plan: BuildPlan, logger: Any) -> Tuple[Any, Any, Optional[str]]:
+    """A TensorRT builder and the network parsed from the plan's ONNX (with the Softmax appended
+    when asked); returns (builder, network, name of the logits output the Softmax replaced)."""
+    api, trt = plan.api, plan.api.module
+    trt_builder = trt.Builder(logger)
     flags = 0
-    if mode.strongly_typed:
+    if plan.mode.strongly_typed:
         flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
     if api.explicit_batch_flag_needed:
         flags |= 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
-    _check_dla_cores(builder, mode, t)
-    network = builder.create_network(flags)
-    _parse(api, network, logger, inputs.onnx_path)
-    replaced_output = _append_softmax(api, network, mode) if mode.softmax else None
-    calibrator = None
-    if mode.implicit_int8:
-        with open(inputs.calibration.path, "rb") as f:  # type: ignore[union-attr]
-            calibrator = trt_hooks.make_cache_calibrator(api, f.read(), batch.opt)
-    monitor = trt_hooks.make_progress_monitor(api) if (progress and api.progress_monitor) else None
-    if progress and monitor is None:
-        (echo or trt_hooks.stderr_echo)("build: %s %s with %s (no progress monitor in this TensorRT) ..."
-                                        % (t.name, precision, api.label))
-    config, shapes = _configure(api, builder, network, t, mode, batch, workspace_mib, ccs, calibrator, monitor)
-    tc_path = timing_cache_path(out_root, t, api) if (use_timing_cache and api.timing_cache) else None
-    tc_loaded = _load_timing_cache(api, config, tc_path) if tc_path else False
+    _check_dla_cores(trt_builder, plan.mode, plan.target)
+    network = trt_builder.create_network(flags)
+    _parse(api, network, logger, plan.inputs.onnx_path)
+    replaced_output = _append_softmax(api, network, plan.mode) if plan.mode.softmax else None
+    return trt_builder, network, replaced_output
 
+
+def _calibrator(plan: BuildPlan) -> Any:
+    """The cache-replaying INT8 calibrator of an implicit INT8 build, else None."""
+    if not plan.mode.implicit_int8:
+        return None
+    with open(plan.inputs.calibration.path, "rb") as f:  # type: ignore[union-attr]
+        return trt_hooks.make_cache_calibrator(plan.api, f.read(), plan.batch.opt)
+
+
+def _monitor(plan: BuildPlan, options: BuildOptions) -> Any:
+    """TensorRT's progress monitor where the API has one (else one line saying the build started)."""
+    if not options.progress:
+        return None
+    if plan.api.progress_monitor:
+        return trt_hooks.make_progress_monitor(plan.api)
+    (options.echo or trt_hooks.stderr_echo)("build: %s %s with %s (no progress monitor in this TensorRT) ..."
+                                            % (plan.target.name, plan.request.precision, plan.api.label))
+    return None
+
+
+def serialize(plan: BuildPlan, trt_builder: Any, network: Any, config: Any, logger: Any,
+              calibrator: Any) -> Tuple[bytes, float]:
+    """``build_serialized_network``: the plan's bytes and the build time in seconds; a failed build
+    is one UserError with TensorRT's last errors (and the calibration cache named when it lacked scales)."""
     start = time.perf_counter()
-    plan = builder.build_serialized_network(network, config)
+    serialized = trt_builder.build_serialized_network(network, config)
     build_s = time.perf_counter() - start
-    log_text = logger.text()
-    if plan is None:
+    if serialized is None:
         detail = " | ".join(logger.errors()[-3:]) or "no error message"
         if calibrator is not None and calibrator.asked_for_data:
             detail = ("the calibration cache %s has no scales for some tensors of %s (TensorRT asked for calibration "
-                      "data); re-run make calibrate for this ONNX. %s" % (inputs.calibration.path,  # type: ignore
-                                                                          inputs.onnx_path, detail))
-        raise UserError("TensorRT could not build %s %s from %s: %s" % (t.name, precision, inputs.onnx_path, detail))
-    data = bytes(memoryview(plan))
-    layers = parse_layers_log(log_text)
+                      "data); re-run make calibrate for this ONNX. %s" % (plan.inputs.calibration.path,  # type: ignore
+                                                                          plan.inputs.onnx_path, detail))
+        raise UserError("TensorRT could not build %s %s from %s: %s" % (plan.target.name, plan.request.precision,
+                                                                        plan.inputs.onnx_path, detail))
+    return bytes(memoryview(serialized)), build_s
 
-    if tc_path:
-        serialized = config.get_timing_cache().serialize()
-        atomic.write_bytes(tc_path, bytes(memoryview(serialized)))
-    stage = {
-        "summary": _summary_line(t, precision, api, len(data), build_s, ccs, layers, machine),
+
+def engine_stage(plan: BuildPlan, engine_bytes: int, build_s: float, layers: LayerSummary,
+                 shapes: Dict[str, Any], replaced_output: Optional[str],
+                 timing_cache: Dict[str, Any]) -> Dict[str, Any]:
+    """The engine manifest's ``stage`` record (what was built, with what, where, how long)."""
+    t, api, machine, mode, inputs = plan.target, plan.api, plan.machine, plan.mode, plan.inputs
+    precision = plan.request.precision
+    return {
+        "summary": _summary_line(t, precision, api, engine_bytes, build_s, plan.ccs, layers, machine),
         "target": t.name, "target_description": t.description, "platform": t.platform, "precision": precision,
         "int8_mode": (t.int8_mode if precision == "int8" else None),
         "tensorrt": {"flavour": api.flavour, "version": api.version, "label": api.label,
@@ -396,7 +533,7 @@ def _build(inputs: BuildInputs, t: Target, precision: str, api: TrtApi, machine:
         "cuda": {"version": hostinfo.cuda_version(api)},
         "device": {"builder_device": machine.gpu.name if machine.gpu else None,
                    "compute_capability": machine.gpu.compute_capability if (machine.gpu and not api.is_rtx) else None,
-                   "aot_compute_capabilities": list(ccs) if api.is_rtx else None,
+                   "aot_compute_capabilities": list(plan.ccs) if api.is_rtx else None,
                    "target_compute_capabilities": list(t.compute_capabilities),
                    "hardware_compatibility": t.hardware_compatibility,
                    "jetson": {"model": machine.jetson_model, "l4t": machine.l4t_release,
@@ -407,25 +544,17 @@ def _build(inputs: BuildInputs, t: Target, precision: str, api: TrtApi, machine:
         "dla": {"core": mode.dla_core, "gpu_fallback": t.dla.gpu_fallback if mode.dla_core >= 0 else None},
         "output": {"softmax": True, "name": SOFTMAX_OUTPUT, "replaces": replaced_output} if replaced_output else
         {"softmax": False},
-        "batch_profile": {"min": batch.min, "opt": batch.opt, "max": batch.max,
-                          "shapes": shapes},
-        "workspace_mib": workspace_mib, "optimization_level": t.optimization_level,
+        "batch_profile": {"min": plan.batch.min, "opt": plan.batch.opt, "max": plan.batch.max, "shapes": shapes},
+        "workspace_mib": plan.workspace_mib, "optimization_level": t.optimization_level,
         "onnx": {"file": os.path.basename(inputs.onnx_path), "sha256": inputs.manifest.artifact.get("sha256"),
-                 "kind": inputs.manifest.kind, "opset": opset, "manifest": os.path.basename(mf.sidecar(inputs.onnx_path)),
-                 "manifest_sha256": inputs.manifest_sha256},
+                 "kind": inputs.manifest.kind, "opset": plan.opset,
+                 "manifest": os.path.basename(mf.sidecar(inputs.onnx_path)), "manifest_sha256": inputs.manifest_sha256},
         "calibration": inputs.calibration.record(used=mode.implicit_int8) if inputs.calibration else None,
-        "timing_cache": {"path": tc_path, "loaded": tc_loaded} if tc_path else
-        {"path": None, "note": "not used: TensorRT-RTX timing caches are no-ops" if api.is_rtx else "disabled"},
-        "build_s": round(build_s, 3), "engine_bytes": len(data),
+        "timing_cache": timing_cache,
+        "build_s": round(build_s, 3), "engine_bytes": engine_bytes,
         "layers": layers.to_dict(),
-        "build_key": key,
+        "build_key": plan.key,
     }
-    io = _io_with_softmax(inputs.manifest.io, replaced_output) if replaced_output else None
-    manifest = mf.derive(inputs.manifest, inputs.onnx_path, "engine", stage, io=io, artifact_path=engine_path)
-    log_path = engine_path + ".log"
-    _write_engine(engine_path, data, manifest, log_path, log_text)
-    return BuildResult(engine_path=engine_path, manifest=manifest, layers=layers, log_text=log_text, build_s=build_s,
-                       log_path=log_path, timing_cache_path=tc_path)
 
 
 def _parser_version(api: TrtApi) -> Optional[int]:

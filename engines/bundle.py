@@ -22,19 +22,20 @@ import shutil
 from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Optional, Set
 
-from engines import bundle_readme, deepstream
-from engines import deploy_files as files
-from engines import onnx_info, trtexec
-from engines.deploy_files import BundleText
-from engines.inputs import BuildInputs, CalibrationCache, locate
-from engines.targets import Target, write_target_json
-from pipeline import atomic
-from pipeline import manifest as mf
-from pipeline.errors import UserError
-from pipeline.hashing import file_sha256
+from inception_deploy.engines import bundle_readme, deepstream
+from inception_deploy.engines import deploy_files as files
+from inception_deploy.engines import onnx_info, trtexec
+from inception_deploy.engines.deploy_files import BundleText
+from inception_deploy.engines.inputs import BuildInputs, CalibrationCache, locate
+from inception_deploy.engines.targets import Target, write_target_json
+from inception_deploy.pipeline import atomic
+from inception_deploy.pipeline import manifest as mf
+from inception_deploy.pipeline.errors import UserError
+from inception_deploy.pipeline.hashing import file_sha256
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ROOT_PACKAGES = ("engines", "pipeline", "runtime", "benchmarks")
+NAMESPACE = "inception_deploy"       # the import namespace; inception_deploy/__init__.py maps it onto the folders
 SUMS = "SHA256SUMS"
 # What the device runs: the builder (standard library + TensorRT) ...
 BUILDER_ROOTS = ("engines/__main__.py", "engines/cli.py", "engines/builder.py", "engines/host.py",
@@ -42,6 +43,10 @@ BUILDER_ROOTS = ("engines/__main__.py", "engines/cli.py", "engines/builder.py", 
 # ... and the verification runner and camera runtime (numpy + Pillow + TensorRT).
 VERIFY_ROOTS = ("benchmarks/device_verify.py", "benchmarks/report.py", "benchmarks/plots.py",
                 "runtime/__init__.py", "runtime/backends/tensorrt.py", "runtime/backends/onnxruntime.py")
+
+
+# Data files the device modules read (report.html's template, used where the device has jinja2).
+DEVICE_DATA = ("benchmarks/templates/report.html.j2",)
 
 
 @dataclass
@@ -80,10 +85,11 @@ def _top_level_imports(path: str) -> Iterable[str]:
 
 def device_modules(roots: Iterable[str] = BUILDER_ROOTS + VERIFY_ROOTS, repo_root: str = REPO_ROOT) -> List[str]:
     """The ``.py`` files reachable from ``roots`` through module-level imports of the project's own
-    packages, with their packages' ``__init__.py`` (relative paths). Read from the import statements,
-    so a new import is picked up without a list to maintain; nothing else of the tree ships."""
+    packages, with their packages' ``__init__.py`` and the namespace's (relative paths: the bundle's
+    ``python/`` mirrors the repository). Read from the import statements, so a new import is picked up
+    without a list to maintain; nothing else of the tree ships."""
     needed: Set[str] = set()
-    todo = list(roots)
+    todo = list(roots) + ([NAMESPACE + "/__init__.py"] if roots else [])
     while todo:
         rel = todo.pop()
         if rel in needed:
@@ -93,6 +99,9 @@ def device_modules(roots: Iterable[str] = BUILDER_ROOTS + VERIFY_ROOTS, repo_roo
         if os.path.isfile(os.path.join(repo_root, parent)):
             todo.append(parent)
         for name in _top_level_imports(os.path.join(repo_root, rel)):
+            if not name.startswith(NAMESPACE + "."):
+                continue
+            name = name[len(NAMESPACE) + 1:]
             if name.split(".")[0] not in ROOT_PACKAGES:
                 continue
             for candidate in (name.replace(".", "/") + ".py", name.replace(".", "/") + "/__init__.py"):
@@ -153,7 +162,7 @@ def _stage_models(tmp: str, chosen: Dict[str, BuildInputs]) -> Dict[str, object]
 
 
 def _stage_python(tmp: str, target: Target) -> None:
-    for rel in device_modules():
+    for rel in device_modules() + list(DEVICE_DATA):
         dest = os.path.join(tmp, "python", rel)
         os.makedirs(os.path.dirname(dest), exist_ok=True)
         shutil.copy2(os.path.join(REPO_ROOT, rel), dest)
@@ -210,12 +219,12 @@ def _checksums(tmp: str) -> List[str]:
 def write_bundle(onnx_dir: str, target: Target, out_root: str, precision: str, reason: str,
                  calib_cache: Optional[str] = None, dla_core: int = -1,
                  eval_options: Optional[EvalOptions] = None) -> BundleResult:
-    """Write ``<out_root>/bundle/<target>/`` (replacing an earlier one only when complete)."""
+    """Write ``<out_root>/bundle/<target>/`` (replacing an earlier one only when complete):
+    select the inputs, then stage models, python/, the verification set, the texts, the checksums
+    and the manifest in a temp folder renamed into place whole."""
     target.check_precision(precision, dla_core)
     notes: List[str] = []
     chosen = _select(onnx_dir, target, precision, calib_cache, dla_core, notes)
-    first = chosen[precision]
-    m = first.manifest
     bundle_dir = os.path.join(out_root, "bundle", target.name)
     if target.is_jetson and target.max_opset > 17:
         notes.append("needs %s; JetPack 5.x / 6.0 (TensorRT 8.5 / 8.6) read ONNX opset <= 17 only: use "
@@ -227,33 +236,38 @@ def write_bundle(onnx_dir: str, target: Target, out_root: str, precision: str, r
         built_from = staged["built_from"]          # type: Dict[str, str]  # type: ignore[assignment]
         calib = staged["calibration"]              # type: Optional[CalibrationCache]  # type: ignore[assignment]
         _stage_python(tmp, target)
-        text = BundleText(target=target, manifest=m, reason=reason, precisions=built_from,
+        text = BundleText(target=target, manifest=chosen[precision].manifest, reason=reason, precisions=built_from,
                           default_precision=precision, dla_core=dla_core, notes=notes)
-        fp32 = chosen.get("fp32")
         if eval_options is not None and eval_options.images:
-            from engines.eval_set import write_eval_set
-
-            source = fp32.onnx_path if fp32 else (first.onnx_path if m.kind == "onnx" else
-                                                  mf.parent_path(m, first.onnx_path))
-            if source is None:
-                notes.append("no verification set: the FP32 model %s was made from is not beside it"
-                             % os.path.basename(first.onnx_path))
-            else:
-                result = write_eval_set(tmp, source, mf.read(source, expect_kind="onnx"), eval_options.images,
-                                        eval_options.count, eval_options.seed, eval_options.deepstream_check)
-                text.eval_set, text.deepstream = result.record, result.nvinfer
-        calib_rel = "model/%s" % os.path.basename(calib.path) if calib else None
-        chw = [3] + [int(v) for v in m.preprocessing["input_size"]]
-        text.commands = _trtexec_lines(text, chw, calib_rel)
+            _stage_eval_set(tmp, text, chosen, eval_options)
+        chw = [3] + [int(v) for v in text.manifest.preprocessing["input_size"]]
+        text.commands = _trtexec_lines(text, chw, "model/%s" % os.path.basename(calib.path) if calib else None)
         _write_texts(tmp, text)
         sums = _checksums(tmp)
-        stage = _stage_record(text, calib, sums, tmp)
-        manifest = mf.derive(m, os.path.join(tmp, "model", built_from[precision]), "bundle", stage,
-                             artifact_path=os.path.join(tmp, SUMS))
+        manifest = mf.derive(text.manifest, os.path.join(tmp, "model", built_from[precision]), "bundle",
+                             _stage_record(text, calib, sums, tmp), artifact_path=os.path.join(tmp, SUMS))
         mf.write(manifest, os.path.join(tmp, SUMS))
-    return BundleResult(path=bundle_dir, manifest=manifest, files=[s.split("  ", 1)[1] for s in sums],
-                        precisions=built_from, notes=notes, bytes=sum(
-                            os.path.getsize(os.path.join(bundle_dir, s.split("  ", 1)[1])) for s in sums))
+    names = [line.split("  ", 1)[1] for line in sums]
+    return BundleResult(path=bundle_dir, manifest=manifest, files=names, precisions=built_from, notes=notes,
+                        bytes=sum(os.path.getsize(os.path.join(bundle_dir, n)) for n in names))
+
+
+def _stage_eval_set(tmp: str, text: BundleText, chosen: Dict[str, BuildInputs], options: EvalOptions) -> None:
+    """``eval/``: the verification images and the FP32 logits the host computes for them, from the
+    FP32 model (bundled, or the parent the requested ONNX was made from); a note where it is missing."""
+    from inception_deploy.engines.eval_set import write_eval_set
+
+    first = chosen[text.default_precision]
+    fp32 = chosen.get("fp32")
+    source = fp32.onnx_path if fp32 else (first.onnx_path if first.manifest.kind == "onnx" else
+                                          mf.parent_path(first.manifest, first.onnx_path))
+    if source is None:
+        text.notes.append("no verification set: the FP32 model %s was made from is not beside it"
+                          % os.path.basename(first.onnx_path))
+        return
+    result = write_eval_set(tmp, source, mf.read(source, expect_kind="onnx"), options.images, options.count,
+                            options.seed, options.deepstream_check)
+    text.eval_set, text.deepstream = result.record, result.nvinfer
 
 
 def _stage_record(b: BundleText, calib: Optional[CalibrationCache], sums: List[str], tmp: str) -> Dict[str, object]:

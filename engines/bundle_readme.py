@@ -2,8 +2,8 @@
 import shlex
 from typing import Dict, List, Optional
 
-from engines import deepstream
-from engines.deploy_files import BundleText, copy_hint, engine_relpath
+from inception_deploy.engines import deepstream
+from inception_deploy.engines.deploy_files import BundleText, copy_hint, engine_relpath
 
 
 def _versions(b: BundleText) -> str:

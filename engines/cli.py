@@ -1,14 +1,17 @@
 """CLI for the engines stage: ``build`` (an engine, or a deploy bundle) and ``targets``.
 
 Imports stay inside the command functions: ``inception-deploy --help`` stays fast, and this file
-is also the entry point of a deploy bundle (``python3 -m engines build ...``) on a device with
-only its system Python, TensorRT and numpy.
+is also the entry point of a deploy bundle (``python3 -m inception_deploy.engines build ...``) on a device with
+only its system Python and TensorRT; errors and exit codes come from the one runner,
+:func:`pipeline.command.run` (standard library only).
 """
 import argparse
 import os
 import sys
 import textwrap
 from typing import Any, List, Optional
+
+from inception_deploy.pipeline.command import build_parser, run
 
 BUILD_HELP = """Build a TensorRT engine for a target, from the ONNX the export/calibrate stages wrote:
 fp32 <- model.onnx, fp16 <- model.fp16.onnx, int8 <- model.int8.onnx (Q/DQ), or for targets with
@@ -32,55 +35,51 @@ def _echo(text: str) -> None:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    from engines import builder, host, targets
-    from engines.trt_api import import_tensorrt
-    from pipeline.errors import Unsupported
+    from inception_deploy.engines import builder, host, targets
+    from inception_deploy.engines.trt_api import import_tensorrt
+    from inception_deploy.pipeline.errors import Unsupported
 
-    given = args.target
-    target = targets.resolve_target(given)
-    precision = args.precision or target.default_precision
-    dla_core = target.dla.core if args.dla_core is None else args.dla_core
-    target.check_precision(precision, dla_core)
-    if given.strip().lower() != target.name:
-        print("target %s -> %s (%s)" % (given, target.name, target.description))
-    batch = targets.BatchProfile.parse(args.batch) if args.batch else None
-    ccs = [c.strip() for c in args.compute_capabilities.split(",")] if args.compute_capabilities else None
+    from inception_deploy.pipeline.frame_io import parse_frame_size
+
+    request = builder.BuildRequest.resolve(
+        args.target, args.precision, args.dla_core, calib_cache=args.calib_cache, softmax=args.softmax,
+        batch=targets.BatchProfile.parse(args.batch) if args.batch else None, workspace_mib=args.workspace_mib,
+        compute_capabilities=[c.strip() for c in args.compute_capabilities.split(",")]
+        if args.compute_capabilities else None,
+        frame_input=parse_frame_size(args.frame_input) if args.frame_input else None)
+    target, precision, dla_core = request.target, request.precision, request.dla_core
+    if args.target.strip().lower() != target.name:
+        print("target %s -> %s (%s)" % (args.target, target.name, target.description))
     onnx = args.onnx or args.onnx_dir
-    engines_root = os.path.join(args.out, "engines")
-
     try:
         api = import_tensorrt(prefer=target.flavour)  # type: Any
     except Unsupported:
         api = None
     machine = host.detect()
-    reason = None if args.bundle else builder.why_not_here(target, api, machine)
-    if args.bundle:
-        reason = "a bundle was asked for (--bundle)"
+    reason = "a bundle was asked for (--bundle)" if args.bundle else builder.why_not_here(target, api, machine)
     if reason is None:
-        result = builder.build_engine(onnx, target, precision, engines_root, calib_cache=args.calib_cache, api=api,
-                                      dla_core=dla_core, batch=batch, workspace_mib=args.workspace_mib,
-                                      compute_capabilities=ccs, use_timing_cache=not args.no_timing_cache,
-                                      progress=not args.quiet, force=args.force, machine=machine, echo=_echo,
-                                      softmax=args.softmax)
-        stage = result.manifest.stage
-        state = "up to date" if result.skipped else "built"
-        print("engine %s: %s" % (state, stage["summary"]))
-        print("  %s (+ .json manifest, .log builder log)" % _shown(result.engine_path))
-        if result.layers.concat_non_int8 and precision == "int8":
-            print("  note: %d tensor(s) at Concat are not Int8 (see stage.layers.concat_non_int8 in the manifest)"
-                  % len(result.layers.concat_non_int8))
+        result = builder.build(request, onnx, os.path.join(args.out, "engines"), api, machine, builder.BuildOptions(
+            use_timing_cache=not args.no_timing_cache, progress=not args.quiet, force=args.force, echo=_echo))
+        _print_built(result, precision)
         return 0
     if args.no_bundle:
         raise Unsupported("cannot build %s here: %s" % (target.name, reason))
-    from engines.bundle import EvalOptions, write_bundle
-    from engines.deploy_files import copy_hint
-    from pipeline.publish import RunLock
+    _bundle(args, request, onnx, reason)
+    return 0
 
+
+def _bundle(args: argparse.Namespace, request: Any, onnx: str, reason: str) -> None:
+    """Write ``<out>/bundle/<target>/`` under its run lock and say what it holds and how to use it."""
+    from inception_deploy.engines.bundle import EvalOptions, write_bundle
+    from inception_deploy.engines.deploy_files import copy_hint
+    from inception_deploy.pipeline.publish import RunLock
+
+    target, precision, dla_core = request.target, request.precision, request.dla_core
     evals = None if args.no_eval_set else EvalOptions(images=args.eval_images or _default_eval_images(),
                                                      count=args.eval_count, seed=args.eval_seed,
                                                      deepstream_check=not args.no_deepstream_check)
     with RunLock(os.path.join(args.out, "bundle"), "build --target %s (bundle)" % target.name):
-        result = write_bundle(onnx, target, args.out, precision, reason, calib_cache=args.calib_cache,
+        result = write_bundle(onnx, target, args.out, precision, reason, calib_cache=request.calib_cache,
                               dla_core=dla_core, eval_options=evals)
     rel = _shown(result.path)
     stage = result.manifest.stage
@@ -93,21 +92,27 @@ def cmd_build(args: argparse.Namespace) -> int:
                   "TensorRT) behind build_on_device.sh, " + ", ".join(extras) + ". It needs %s.")
                  % (target.name, reason, rel, len(result.files), result.bytes / 1e6,
                     ", ".join("%s: %s" % kv for kv in result.precisions.items()),
-                    "the calibration cache, " if result.manifest.stage.get("calibration") else "",
-                    target.jetpack or target.tensorrt))
+                    "the calibration cache, " if stage.get("calibration") else "", target.jetpack or target.tensorrt))
     print(textwrap.fill(paragraph, width=100))
     for note in result.notes:
         print("  note: " + note)
     print("copy it to the device and build there:")
     for line in copy_hint(rel, target, precision, dla_core):
         print("  " + line)
-    return 0
+
+
+def _print_built(result: Any, precision: str) -> None:
+    print("engine %s: %s" % ("up to date" if result.skipped else "built", result.manifest.stage["summary"]))
+    print("  %s (+ .json manifest, .log builder log)" % _shown(result.engine_path))
+    if result.layers.concat_non_int8 and precision == "int8":
+        print("  note: %d tensor(s) at Concat are not Int8 (see stage.layers.concat_non_int8 in the manifest)"
+              % len(result.layers.concat_non_int8))
 
 
 def _default_eval_images() -> Optional[str]:
     """The shared val split where this checkout has it (the bundle's verification images), else none."""
     try:
-        from pipeline import paths
+        from inception_deploy.pipeline import paths
     except ImportError:  # a bundle's python/ (no paths module): bundles are written on the host
         return None
     return paths.VAL_DIR if os.path.isdir(paths.VAL_DIR) else None
@@ -115,7 +120,7 @@ def _default_eval_images() -> Optional[str]:
 
 def version_matrix() -> str:
     """The README's version matrix, generated from the target files (``targets --markdown``)."""
-    from engines import targets
+    from inception_deploy.engines import targets
 
     rows = ["| target | aliases | GPU (sm) | DLA | TensorRT | JetPack | CUDA | Python | DeepStream | ONNX opset <= | "
             "INT8 from |", "|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -131,8 +136,8 @@ def version_matrix() -> str:
 
 
 def cmd_targets(args: argparse.Namespace) -> int:
-    from engines import targets
-    from engines.trt_api import installed
+    from inception_deploy.engines import targets
+    from inception_deploy.engines.trt_api import installed
 
     if getattr(args, "markdown", False):
         print(version_matrix(), end="")
@@ -159,7 +164,7 @@ def cmd_targets(args: argparse.Namespace) -> int:
 def cmd_inspect(args: argparse.Namespace) -> int:
     import json
 
-    from engines.inspect import inspect, render
+    from inception_deploy.engines.inspect import inspect, render
 
     record = inspect(args.file)
     print(json.dumps(record, indent=1) if args.json else render(record))
@@ -178,14 +183,17 @@ def register(sub: Any) -> None:
     p.add_argument("--precision", choices=("int8", "fp16", "fp32"), help="default: the target's default precision")
     p.add_argument("--out", required=True, help="run folder: engines go to <out>/engines/, bundles to <out>/bundle/")
     p.add_argument("--calib-cache", help="TensorRT calibration cache (default: the one beside the ONNX)")
+    p.add_argument("--frame-input", metavar="WxH", help="build the variant that takes WxH uint8 BGR camera frames "
+                   "and preprocesses them on the GPU (model[.fp16|.int8].frame-WxH.onnx, from export --frame-input)")
     p.add_argument("--dla-core", type=int, help="DLA core to build for (-1: GPU; default: the target's)")
     p.add_argument("--batch", help="MIN,OPT,MAX batch profile (default: the target's)")
     p.add_argument("--workspace-mib", type=int, help="builder workspace limit (default: the target's)")
     p.add_argument("--compute-capabilities", help="TensorRT-RTX AOT list, e.g. 8.6,8.9 (default: the target's)")
     p.add_argument("--no-timing-cache", action="store_true", help="do not load/save the timing cache")
     p.add_argument("--force", action="store_true", help="rebuild even if an up-to-date engine exists")
-    p.add_argument("--bundle", action="store_true", help="write a deploy bundle even if this machine could build")
-    p.add_argument("--no-bundle", action="store_true", help="fail (exit 3) instead of writing a bundle")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--bundle", action="store_true", help="write a deploy bundle even if this machine could build")
+    where.add_argument("--no-bundle", action="store_true", help="fail (exit 3) instead of writing a bundle")
     p.add_argument("--softmax", action="store_true",
                    help="append a Softmax: the engine outputs probabilities (what DeepStream's classifier parser "
                         "reads) and goes to <precision>-softmax/")
@@ -219,22 +227,7 @@ def register(sub: Any) -> None:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    """Entry point of ``python -m engines`` (a deploy bundle on a device, without pipeline.cli)."""
-    from pipeline.errors import UserError
-
-    parser = argparse.ArgumentParser(prog="python -m engines",
-                                     description="inception-deploy engine builder (device side)")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    register(sub)
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 2
-    try:
-        return int(args.func(args) or 0)
-    except UserError as e:
-        print("error: %s" % e, file=sys.stderr)
-        return e.exit_code
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    """Entry point of ``python -m inception_deploy.engines`` (a deploy bundle on a device): this stage's commands
+    under the one runner of :mod:`pipeline.command` (same errors and exit codes)."""
+    return run(build_parser(("inception_deploy.engines.cli",), prog="python -m inception_deploy.engines",
+                            description="inception-deploy engine builder (device side)"), argv)

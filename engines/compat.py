@@ -9,13 +9,9 @@ line. Device-side: stdlib only.
 """
 from typing import Optional, Tuple
 
-from engines.trt_api import TrtApi, cc_key
-from pipeline.errors import UserError
-from pipeline.manifest import Manifest
-
-
-def _cc(text: str) -> Tuple[int, int]:
-    return cc_key(text)
+from inception_deploy.engines.trt_api import TrtApi, cc_key
+from inception_deploy.pipeline.errors import UserError
+from inception_deploy.pipeline.manifest import Manifest
 
 
 def check_engine_compat(manifest: Manifest, api: TrtApi, device_cc: Optional[Tuple[int, int]] = None,
@@ -56,11 +52,9 @@ def check_engine_compat(manifest: Manifest, api: TrtApi, device_cc: Optional[Tup
     if level == "ampere_plus":
         ok = tuple(device_cc) >= (8, 0)
         wanted = "Ampere or newer (compute capability >= 8.0)"
-    elif level == "same_compute_capability":
-        ok = tuple(device_cc) == _cc(built_cc)
-        wanted = "compute capability %s" % built_cc
-    else:
-        ok = tuple(device_cc) == _cc(built_cc)
-        wanted = "%s (compute capability %s)" % (device.get("builder_device") or "the builder's GPU", built_cc)
+    else:  # same_compute_capability, or none: the builder's GPU model (same compute capability)
+        ok = tuple(device_cc) == cc_key(built_cc)
+        wanted = ("compute capability %s" % built_cc if level == "same_compute_capability" else
+                  "%s (compute capability %s)" % (device.get("builder_device") or "the builder's GPU", built_cc))
     if not ok:
         raise UserError("%s was built for %s and cannot run on %s: %s" % (engine, wanted, gpu, rebuild))

@@ -19,8 +19,8 @@ What nvinfer does, from its sources (``gstnvinfer_property_parser.cpp``,
 import re
 from typing import Dict, List, Optional
 
-from engines.deploy_files import BundleText, engine_relpath
-from pipeline.manifest import Manifest
+from inception_deploy.engines.deploy_files import BundleText, engine_relpath
+from inception_deploy.pipeline.manifest import Manifest
 
 SCALING_FILTER = {"nearest": 0, "bilinear": 1, "bicubic": 2}     # NvBufSurfTransformInter_{Nearest,Bilinear,Algo1}
 NVINFER_MODE = {"fp32": 0, "int8": 1, "fp16": 2}
@@ -158,6 +158,6 @@ def triton_config(b: BundleText, preferred: Optional[List[int]] = None) -> str:
 
 def triton_labels(m: Manifest) -> str:
     """Triton's label file: one class name per line, in output order."""
-    from pipeline.labels import display_name
+    from inception_deploy.pipeline.labels import display_name
 
     return "".join("%s\n" % display_name(label, m.model.label_descriptions or {}) for label in m.model.label_names)

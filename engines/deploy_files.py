@@ -8,11 +8,11 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence
 
-from engines import trtexec
-from engines.builder import engine_variant
-from engines.targets import Target
-from pipeline.labels import display_name
-from pipeline.manifest import Manifest
+from inception_deploy.engines import trtexec
+from inception_deploy.engines.builder import engine_variant
+from inception_deploy.engines.targets import Target
+from inception_deploy.pipeline.labels import display_name
+from inception_deploy.pipeline.manifest import Manifest
 
 TRTEXEC_DEFAULT = "/usr/src/tensorrt/bin/trtexec"   # where JetPack and NVIDIA's containers put it
 
@@ -121,7 +121,7 @@ if ! "$PYTHON" -c "import tensorrt" 2>/dev/null; then
        "(part of JetPack), elsewhere 'pip install tensorrt'" >&2
   exit 3
 fi
-PYTHONPATH="$HERE/python" exec "$PYTHON" -m engines build --onnx-dir "$HERE/model" --target {target_q} \\
+PYTHONPATH="$HERE/python" exec "$PYTHON" -m inception_deploy.engines build --onnx-dir "$HERE/model" --target {target_q} \\
   --precision "$PRECISION" --out "$HERE/out" --no-bundle "$@"
 """.format(target=t.name, target_q=shlex.quote(t.name), python=_python_of(t), allowed=allowed,
            prologue=_prologue(b))
@@ -145,7 +145,7 @@ if [ "${{1:-}}" = "--dla-core" ]; then DLA=(--dla-core "$2"); shift 2; fi
 "$PYTHON" -c "import numpy, PIL" 2>/dev/null || {{
   echo "error: verification needs numpy and Pillow: sudo apt install python3-numpy python3-pil" >&2; exit 3; }}
 "$HERE/build_on_device.sh" "$PRECISION" ${{DLA[@]+"${{DLA[@]}}"}}
-PYTHONPATH="$HERE/python" exec "$PYTHON" -m benchmarks.device_verify --bundle "$HERE" --target {target_q} \\
+PYTHONPATH="$HERE/python" exec "$PYTHON" -m inception_deploy.benchmarks.device_verify --bundle "$HERE" --target {target_q} \\
   --precision "$PRECISION" ${{DLA[@]+"${{DLA[@]}}"}} --out "$HERE/out/verify/$PRECISION" "$@"
 """.format(target=t.name, target_q=shlex.quote(t.name), allowed=allowed, prologue=_prologue(b))
 

@@ -8,14 +8,13 @@ from typing import Any, Dict
 
 import numpy as np
 
-from pipeline import atomic
-from pipeline.errors import UserError
+from inception_deploy.pipeline import documents
+from inception_deploy.pipeline.errors import UserError
 
 EVAL_DIR = "eval"
 IMAGES = "images"
 MANIFEST = "images.json"
 LOGITS = "reference_logits.npy"
-SCHEMA = "inception-deploy/eval-set@1"
 
 
 def load_eval_set(bundle_root: str) -> Dict[str, Any]:
@@ -24,9 +23,7 @@ def load_eval_set(bundle_root: str) -> Dict[str, Any]:
     if not os.path.isfile(path):
         raise UserError("%s not found: this bundle carries no verification set (it was written with "
                         "--no-eval-set); write the bundle again without it" % path)
-    record = atomic.read_json(path, "write the bundle again")
-    if record.get("schema") != SCHEMA:
-        raise UserError("%s is not an inception-deploy verification set (%s)" % (path, SCHEMA))
+    record = documents.read_document(path, documents.EVAL_SET, "verification set", "write the bundle again")
     record["logits"] = np.load(os.path.join(bundle_root, EVAL_DIR, record["reference"]["file"]))
     if record["logits"].shape[0] != len(record["reference"]["order"]):
         raise UserError("%s: %d reference rows for %d images; write the bundle again"

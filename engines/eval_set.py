@@ -18,14 +18,14 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from engines.deepstream import net_scale
-from pipeline import atomic
-from pipeline import manifest as mf
-from pipeline.datasets import ImageFolder, open_image_folder, select
-from pipeline.errors import UserError
-from pipeline.hashing import file_sha256
+from inception_deploy.engines.deepstream import net_scale
+from inception_deploy.pipeline import atomic, documents
+from inception_deploy.pipeline import manifest as mf
+from inception_deploy.pipeline.datasets import ImageFolder, open_image_folder, select
+from inception_deploy.pipeline.errors import UserError
+from inception_deploy.pipeline.hashing import file_sha256
 
-from engines.eval_files import EVAL_DIR, IMAGES, LOGITS, MANIFEST, SCHEMA
+from inception_deploy.engines.eval_files import EVAL_DIR, IMAGES, LOGITS, MANIFEST
 
 
 @dataclass
@@ -59,7 +59,7 @@ def _infer_all(runner: Any, x: np.ndarray) -> np.ndarray:
 
 def reference_logits(onnx_path: str, folder: ImageFolder, pre: Any, batch: int = 32) -> Dict[str, np.ndarray]:
     """FP32 logits of every readable image (ONNX Runtime on CPU), keyed by relative path."""
-    from runtime.backends.onnxruntime import OnnxRuntimeBackend
+    from inception_deploy.runtime.backends.onnxruntime import OnnxRuntimeBackend
 
     out: Dict[str, np.ndarray] = {}
     with OnnxRuntimeBackend(onnx_path, providers=["CPUExecutionProvider"]) as runner:
@@ -105,7 +105,7 @@ def measure_nvinfer(onnx_path: str, folder: ImageFolder, pre: Dict[str, Any], ow
                            "it (pip install opencv-python-headless)"}
     from PIL import Image
 
-    from runtime.backends.onnxruntime import OnnxRuntimeBackend
+    from inception_deploy.runtime.backends.onnxruntime import OnnxRuntimeBackend
 
     rels, inputs = [], []
     for s in folder.samples:
@@ -143,7 +143,7 @@ def write_eval_set(dest_root: str, onnx_path: str, manifest: mf.Manifest, images
     np.save(os.path.join(dest, LOGITS), logits)
     y = np.array([f["label"] for f in files if f["path"] in own])
     record = {
-        "schema": SCHEMA, "images": IMAGES, "count": len(files), "seed": seed,
+        "schema": documents.EVAL_SET, "images": IMAGES, "count": len(files), "seed": seed,
         "source": {"root": os.path.abspath(images_root), "count": count, "layout": folder.layout,
                    "fingerprint": folder.fingerprint()},
         "files": files, "unreadable": folder.skipped_report(),

@@ -10,13 +10,14 @@ FP32 model) was calibrated with, parses, and matches its manifest. Device-side: 
 """
 import os
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Tuple
 
-from engines.targets import Target
-from pipeline import lineage
-from pipeline import manifest as mf
-from pipeline.hashing import file_sha256
-from pipeline.errors import UserError
+from inception_deploy.engines.targets import Target
+from inception_deploy.pipeline import lineage
+from inception_deploy.pipeline import manifest as mf
+from inception_deploy.pipeline.hashing import file_sha256
+from inception_deploy.pipeline.errors import UserError
+from inception_deploy.pipeline.frame_io import frame_size_name
 
 KIND_FOR = {"model.onnx": "onnx", "model.fp16.onnx": "onnx-fp16", "model.int8.onnx": "onnx-int8"}
 CACHE_MAGIC = b"TRT-"
@@ -80,19 +81,30 @@ def find_calibration_cache(folder: str) -> Optional[str]:
     return found[0] if found else None
 
 
+def frame_variant_name(name: str, frame_input: Optional[Tuple[int, int]]) -> str:
+    """``model.int8.onnx`` -> ``model.int8.frame-1920x1080.onnx`` (pipeline.frame_variant's naming)."""
+    if not frame_input:
+        return name
+    return "%s.frame-%s.onnx" % (name[:-5] if name.endswith(".onnx") else name, frame_size_name(frame_input))
+
+
 def locate(onnx: str, target: Target, precision: str, calib_cache: Optional[str] = None,
-           dla_core: int = -1) -> BuildInputs:
+           dla_core: int = -1, frame_input: Optional[Tuple[int, int]] = None) -> BuildInputs:
     """The ONNX (+ manifest, + calibration cache) that ``target`` builds ``precision`` from
     (on its DLA core ``dla_core`` when >= 0: the DLA takes INT8 the target's ``[dla] int8_mode`` way).
 
     ``onnx`` is the folder of the exported ``model.onnx`` or one ONNX file whose manifest kind
-    must fit the precision.
+    must fit the precision. ``frame_input`` (H, W) picks the variant that takes camera frames.
     """
     implicit = precision == "int8" and target.int8_mode_for(dla_core) == "implicit"
     if os.path.isdir(onnx):
         folder = onnx
-        name = target.onnx_for(precision, dla_core)
+        name = frame_variant_name(target.onnx_for(precision, dla_core), frame_input)
         path = os.path.join(folder, name)
+        if frame_input and not os.path.isfile(path):
+            raise UserError("%s not found in %s: the %s frame-input variant is written by export --frame-input %s "
+                            "(then calibrate, for int8/fp16); run those first"
+                            % (name, folder, frame_size_name(frame_input), frame_size_name(frame_input)))
         if not os.path.isfile(path):
             stage = "make export" if name == "model.onnx" else "make calibrate"
             what = {"model.onnx": "the exported FP32 ONNX", "model.fp16.onnx": "the FP16 ONNX",

@@ -14,8 +14,8 @@ import os
 from collections import Counter
 from typing import Any, Dict, List
 
-from pipeline import manifest as mf
-from pipeline.errors import Unsupported, UserError
+from inception_deploy.pipeline import manifest as mf
+from inception_deploy.pipeline.errors import Unsupported, UserError
 
 
 def manifest_chain(path: str) -> List[Dict[str, Any]]:
@@ -97,14 +97,14 @@ def inspect_onnx(path: str) -> Dict[str, Any]:
 
 def engine_inspector(path: str, manifest: mf.Manifest) -> Dict[str, Any]:
     """TensorRT's per-layer information for the plan, or why it is not available here."""
-    from engines.trt_api import import_tensorrt
+    from inception_deploy.engines.trt_api import import_tensorrt
 
     flavour = (manifest.stage.get("tensorrt") or {}).get("flavour")
     try:
         api = import_tensorrt(prefer=flavour, only=bool(flavour))
     except Unsupported as e:
         return {"available": False, "reason": str(e).split(";")[0]}
-    from engines.trt_hooks import make_logger
+    from inception_deploy.engines.trt_hooks import make_logger
 
     trt = api.module
     logger = make_logger(api, echo=lambda text: None, echo_warnings=False)   # keep stdout for the record
@@ -141,7 +141,7 @@ def inspect_engine(path: str) -> Dict[str, Any]:
 def inspect(path: str) -> Dict[str, Any]:
     if not os.path.isfile(path):
         raise UserError("file not found: %s (inspect takes an .onnx file or an engine)" % path)
-    from runtime.backends import artifact_type
+    from inception_deploy.runtime.backends import artifact_type
 
     return inspect_engine(path) if artifact_type(path) == "engine" else inspect_onnx(path)
 

@@ -19,6 +19,8 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
+from inception_deploy.pipeline.frame_io import GRAPH_PREFIX
+
 SYNC_TYPES = ("signal", "wait")              # TensorRT-RTX stream synchronisation markers: no work
 CONV_TYPES = ("correlation", "CaskConvolution", "Convolution", "CaskDeconvolution", "CudnnConvolution",
               "CaskGemmConvolution", "CaskFlattenConvolution")
@@ -69,6 +71,9 @@ class LayerSummary:
     reformat_layers: int = 0                      # layers that only change type/layout
     reformat_names: List[str] = field(default_factory=list)
     concat_non_int8: List[Dict[str, str]] = field(default_factory=list)  # tensors at Concat not in Int8
+    # layers of the in-graph frame preprocessing (pipeline.frame_graph) by output precision: FP32 by
+    # design, so they are left out of concat_non_int8
+    frame_preprocess_precision: Dict[str, int] = field(default_factory=dict)
     conv_layers: int = 0
     conv_input_precision: Dict[str, int] = field(default_factory=dict)
     conv_weight_precision: Dict[str, int] = field(default_factory=dict)  # TensorRT-RTX logs only
@@ -213,6 +218,13 @@ def _concat_tensors(layer: Layer) -> List[Tensor]:
     return picked
 
 
+def _in_frame_preprocess(layer: Layer) -> bool:
+    """Every ONNX node fused into the layer is a frame-preprocessing node (or its name says so)."""
+    if layer.onnx_nodes:
+        return all(n.strip().startswith(GRAPH_PREFIX) for n in layer.onnx_nodes)
+    return layer.name.startswith(GRAPH_PREFIX)
+
+
 def summarize(source: str, layers: List[Layer], text: str = "") -> LayerSummary:
     s = LayerSummary(source=source)
     seen_concat = set()
@@ -234,6 +246,9 @@ def summarize(source: str, layers: List[Layer], text: str = "") -> LayerSummary:
             if layer.constants:
                 wt = layer.constants[0].dtype
                 s.conv_weight_precision[wt] = s.conv_weight_precision.get(wt, 0) + 1
+        if _in_frame_preprocess(layer):
+            s.frame_preprocess_precision[p] = s.frame_preprocess_precision.get(p, 0) + 1
+            continue
         for t in _concat_tensors(layer):
             if t.dtype != INT8 and t.name not in seen_concat:
                 seen_concat.add(t.name)

@@ -8,7 +8,7 @@ file. Device-side: stdlib only.
 import os
 from typing import BinaryIO, Dict, Iterator, List, Tuple, Union
 
-from pipeline.errors import UserError
+from inception_deploy.pipeline.errors import UserError
 
 _OPSET_IMPORT = 8
 

@@ -13,8 +13,8 @@ import os
 from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
-from pipeline import atomic
-from pipeline.errors import UserError
+from inception_deploy.pipeline import atomic, documents
+from inception_deploy.pipeline.errors import UserError
 
 TARGETS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "targets")
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -159,12 +159,8 @@ _OPTIONAL = ("aliases", "jetpack", "dla", "tensorrt_major", "tensorrt_minor", "c
 
 
 def parse_target(data: Dict[str, Any], where: str) -> Target:
-    missing = [k for k in _REQUIRED if k not in data]
-    unknown = [k for k in data if k not in _REQUIRED + _OPTIONAL]
-    if missing or unknown:
-        raise UserError("%s: %s" % (where, "; ".join(
-            (["missing keys: " + ", ".join(missing)] if missing else []) +
-            (["unknown keys: " + ", ".join(unknown)] if unknown else []))))
+    documents.check_keys(data, _REQUIRED, where, "see engines/targets/rtx.toml for every key",
+                         optional=_OPTIONAL)
     precisions = _as_tuple(data["precisions"], "precisions", where)
     checks = [
         (data["platform"] in PLATFORMS, "platform must be one of " + ", ".join(PLATFORMS)),
@@ -179,9 +175,7 @@ def parse_target(data: Dict[str, Any], where: str) -> Target:
         (data["flavour"] == "tensorrt_rtx" or isinstance(data.get("tensorrt_major"), int),
          "tensorrt_major (the target's TensorRT major version) is required for flavour tensorrt"),
     ]
-    for ok, message in checks:
-        if not ok:
-            raise UserError("%s: %s" % (where, message))
+    documents.check_all(checks, where)
     batch = data["batch"]
     dla = data.get("dla") or {}
     try:

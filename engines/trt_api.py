@@ -14,7 +14,7 @@ import importlib
 from dataclasses import dataclass
 from typing import Any, List, Optional, Tuple
 
-from pipeline.errors import Unsupported
+from inception_deploy.pipeline.errors import Unsupported
 
 FLAVOURS = ("tensorrt", "tensorrt_rtx")
 _NOT_SETTABLE = ("CURRENT", "NONE", "name", "value", "Members")
@@ -92,11 +92,6 @@ class TrtApi:
         return self._has("IBuilderConfig", "set_memory_pool_limit") and self._has("MemoryPoolType", "WORKSPACE")
 
     @property
-    def max_workspace_size(self) -> bool:
-        """The pre-8.4 workspace setting; used only where memory pools are missing."""
-        return self._has("IBuilderConfig", "max_workspace_size")
-
-    @property
     def timing_cache(self) -> bool:
         """Loadable/savable timing cache. A no-op (deprecated) in TensorRT-RTX: not used there."""
         return not self.is_rtx and self._has("IBuilderConfig", "create_timing_cache", "set_timing_cache",
@@ -121,6 +116,7 @@ class TrtApi:
 
     @property
     def serialized_build(self) -> bool:
+        """``Builder.build_serialized_network`` (TensorRT 8.0+): the only build call the builder uses."""
         return self._has("Builder", "build_serialized_network")
 
     @property
@@ -130,7 +126,7 @@ class TrtApi:
     def features(self) -> dict:
         """Every detected capability, for manifests and ``inception-deploy targets``."""
         names = ("strongly_typed", "explicit_batch_flag_needed", "fp16_flag", "int8_flag", "int8_calibrator", "dla",
-                 "memory_pool_limits", "max_workspace_size", "timing_cache", "progress_monitor",
+                 "memory_pool_limits", "timing_cache", "progress_monitor",
                  "detailed_profiling", "optimization_level", "hardware_compatibility", "serialized_build",
                  "parse_from_file")
         out = {n: bool(getattr(self, n)) for n in names}

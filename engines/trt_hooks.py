@@ -8,7 +8,7 @@ import sys
 import time
 from typing import Any, Callable, List, Optional, Tuple
 
-from engines.trt_api import TrtApi
+from inception_deploy.engines.trt_api import TrtApi
 
 
 def stderr_echo(text: str) -> None:

@@ -19,9 +19,9 @@ import shlex
 from dataclasses import dataclass
 from typing import List, Optional, Sequence, Union
 
-from engines.builder import NetworkMode, resolve_network_mode
-from engines.targets import Target
-from engines.trt_api import TargetCapabilities
+from inception_deploy.engines.builder import NetworkMode, resolve_network_mode
+from inception_deploy.engines.targets import Target
+from inception_deploy.engines.trt_api import TargetCapabilities
 
 TRTEXEC_VAR = "TRTEXEC"
 TIMING_CACHE_VAR = "TIMING_CACHE"

@@ -12,7 +12,7 @@ import shutil
 import tempfile
 from typing import Any, Iterator
 
-from pipeline.publish import temp_tag
+from inception_deploy.pipeline.publish import temp_tag
 
 
 @contextlib.contextmanager
@@ -60,7 +60,7 @@ def write_text(path: str, text: str) -> None:
 
 def read_json(path: str, fix: str = "regenerate it") -> Any:
     """Load a JSON file; a malformed one is a one-line UserError ending in ``fix``."""
-    from pipeline.errors import UserError
+    from inception_deploy.pipeline.errors import UserError
 
     try:
         with open(path, encoding="utf-8") as f:

@@ -3,60 +3,28 @@
 Stages register their subcommands from their own package (``<package>/cli.py``, a
 ``register(subparsers)`` function), imported lazily so that the device-side commands never
 import torch. Every error the user can fix prints one ``error:`` line and exits with the code
-documented in :mod:`pipeline.errors`.
+documented in :mod:`pipeline.errors` (:func:`pipeline.command.run`).
 """
 import argparse
-import importlib
-import os
 import sys
 from typing import List, Optional
 
-from pipeline.errors import EXIT_BAD_INPUT, UserError
+from inception_deploy.pipeline import command
 
-STAGE_CLIS = ("pipeline.export_cli", "calibration.cli", "engines.cli", "benchmarks.cli")
-INTERNAL_ERROR = 4
+STAGE_CLIS = ("inception_deploy.pipeline.export_cli", "inception_deploy.calibration.cli", "inception_deploy.engines.cli",
+              "inception_deploy.benchmarks.cli", "inception_deploy.benchmarks.runtime_cli")
+DESCRIPTION = ("Take a trained PyTorch (timm) classifier to ONNX, INT8/FP16, TensorRT engines, "
+               "and prove what was lost.")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="inception-deploy",
-        description="Take a trained PyTorch (timm) classifier to ONNX, INT8/FP16, TensorRT engines, "
-                    "and prove what was lost.",
-        epilog="exit codes: 0 ok, 1 a check failed (parity, accuracy budget, gate), 2 unusable input, "
-               "3 unsupported on this host (e.g. no TensorRT), 4 internal error")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in STAGE_CLIS:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as e:  # a stage package this install does not ship
-            if e.name == name:
-                continue
-            raise
-        module.register(sub)
-    return parser
+    """Every stage package this install ships (:func:`pipeline.command.build_parser`)."""
+    return command.build_parser(STAGE_CLIS, "inception-deploy", DESCRIPTION)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return EXIT_BAD_INPUT
-    try:
-        result = args.func(args)
-        return int(result or 0)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return e.exit_code
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    except Exception as e:  # a bug, not bad input: one line, traceback on request
-        if os.environ.get("INCEPTION_DEPLOY_DEBUG"):
-            raise
-        print(f"internal error: {type(e).__name__}: {e} (set INCEPTION_DEPLOY_DEBUG=1 for the traceback)",
-              file=sys.stderr)
-        return INTERNAL_ERROR
+    """``inception-deploy``: every stage's subcommands."""
+    return command.run(build_parser(), argv)
 
 
 if __name__ == "__main__":

@@ -28,9 +28,9 @@ from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tupl
 
 import numpy as np
 
-from pipeline.errors import UserError
-from pipeline.hashing import cached_sha256, file_sha256, hash_cache  # noqa: F401  (re-exported: older imports)
-from pipeline.preprocess import Preprocessing, stack
+from inception_deploy.pipeline.errors import UserError
+from inception_deploy.pipeline.hashing import cached_sha256, file_sha256, hash_cache  # noqa: F401  (re-exported: older imports)
+from inception_deploy.pipeline.preprocess import Preprocessing, stack
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".gif")
 UNLABELED = -1
@@ -100,7 +100,7 @@ class ImageFolder:
 
         JPEGs are decoded at reduced scale (``draft``), which still reads every byte and so
         still catches truncated files, at a fraction of the full decode's cost."""
-        from pipeline.progress import Progress
+        from inception_deploy.pipeline.progress import Progress
 
         bar = Progress(len(self.samples), progress, unit="img") if progress else None
         keep = []
@@ -121,7 +121,7 @@ class ImageFolder:
     def batches(self, preprocessing: Preprocessing, batch_size: int = 64,
                 progress: Optional[str] = None) -> Iterator[Batch]:
         """Decode and preprocess in order; skipped files are left out of the batches."""
-        from pipeline.progress import Progress
+        from inception_deploy.pipeline.progress import Progress
 
         bar = Progress(len(self.samples), progress, unit="img") if progress else None
         images: List[np.ndarray] = []

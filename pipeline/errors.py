@@ -3,7 +3,7 @@
 Exit codes are shared by every subcommand (documented in the README):
 0 success, 1 the check ran and failed (parity, accuracy budget, gate regression),
 2 unusable input (bad arguments, missing or mismatched files), 3 missing dependency or
-unsupported platform for the request (e.g. no TensorRT here).
+unsupported platform for the request (e.g. no TensorRT here), 4 internal error (a bug).
 """
 
 from typing import Optional
@@ -12,6 +12,7 @@ EXIT_OK = 0
 EXIT_CHECK_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_UNSUPPORTED = 3
+EXIT_INTERNAL = 4
 
 
 class UserError(Exception):

@@ -12,19 +12,19 @@ import shutil
 import time
 import warnings
 from dataclasses import asdict, dataclass
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
 
-from pipeline import manifest as mf
-from pipeline import publish
-from pipeline.datasets import open_image_folder, select
-from pipeline.errors import CheckFailed, UserError
-from pipeline.models.sources import LoadedModel
+from inception_deploy.pipeline import documents
+from inception_deploy.pipeline import manifest as mf
+from inception_deploy.pipeline import publish
+from inception_deploy.pipeline.datasets import open_image_folder, select
+from inception_deploy.pipeline.errors import CheckFailed, UserError
+from inception_deploy.pipeline.models.sources import LoadedModel
+from inception_deploy.pipeline.onnx_io import INPUT_NAME, OUTPUT_NAME, ort_session
 
-INPUT_NAME = "input"
-OUTPUT_NAME = "logits"
 DEFAULT_OPSET = 17
 TWO_GB = 2 ** 31
 
@@ -168,18 +168,8 @@ def add_metadata(path: str, meta: Dict[str, str]) -> None:
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
     proto.producer_name = "inception-deploy"
-    proto.producer_version = mf.TOOL_VERSION
+    proto.producer_version = documents.VERSION
     onnx.save(proto, path)
-
-
-def ort_session(path: str, threads: int = 0) -> Any:
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    if threads:
-        opts.intra_op_num_threads = threads
-    opts.log_severity_level = 3
-    return ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
 
 
 def parity_check(loaded: LoadedModel, onnx_path: str, images_dir: str, count: int, seed: int,
@@ -190,7 +180,6 @@ def parity_check(loaded: LoadedModel, onnx_path: str, images_dir: str, count: in
     sess = ort_session(onnx_path)
     max_abs = sum_abs = ref_max = 0.0
     n = agree = elems = 0
-    max_d_over_ref = 0.0
     for batch in ds.batches(loaded.preprocessing, batch_size, progress="parity (PyTorch vs ONNX Runtime)"):
         with torch.no_grad():
             ref = loaded.module(torch.from_numpy(batch.images))
@@ -201,12 +190,11 @@ def parity_check(loaded: LoadedModel, onnx_path: str, images_dir: str, count: in
         sum_abs += float(d.sum())
         elems += d.size
         ref_max = max(ref_max, float(np.abs(ref).max()))
-        max_d_over_ref = max(max_d_over_ref, float(d.max()))
         agree += int((got.argmax(1) == ref.argmax(1)).sum())
         n += len(ref)
     if n == 0:
         raise UserError(f"no readable images for the parity check in {images_dir}")
-    rel = max_d_over_ref / ref_max if ref_max > 0 else 0.0
+    rel = max_abs / ref_max if ref_max > 0 else 0.0
     passed = max_abs <= tolerance.atol + tolerance.rtol * ref_max and agree / n >= tolerance.min_top1_agreement
     return Parity(images=n, max_abs_error=max_abs, mean_abs_error=sum_abs / max(elems, 1), max_rel_error=rel,
                   top1_agreement=agree / n, tolerance=asdict(tolerance), passed=passed)
@@ -223,16 +211,21 @@ def versions() -> Dict[str, str]:
 
 def run_export(loaded: LoadedModel, out_dir: str, parity_images: str, opset: int = DEFAULT_OPSET,
                exporter: str = "torchscript", parity_count: int = 64, seed: int = 0,
-               tolerance: Optional[ParityTolerance] = None) -> mf.Manifest:
-    """Export ``loaded`` to ``<out_dir>/model.onnx`` + ``model.onnx.json``; nothing is left on failure."""
+               tolerance: Optional[ParityTolerance] = None, frame_inputs: Sequence[str] = ()) -> mf.Manifest:
+    """Export ``loaded`` to ``<out_dir>/model.onnx`` + ``model.onnx.json``; nothing is left on failure.
+
+    ``frame_inputs`` (e.g. ``["1920x1080"]``) are recorded in the manifest: the frame-input variants
+    the export (:mod:`pipeline.frame_variant`) and calibrate stages then write beside each model.
+    """
     check_opset(opset, exporter)
     with publish.RunLock(out_dir, "export"):
         return _export_locked(loaded, out_dir, parity_images, opset, exporter, parity_count, seed,
-                              tolerance or ParityTolerance())
+                              tolerance or ParityTolerance(), frame_inputs)
 
 
 def _export_locked(loaded: LoadedModel, out_dir: str, parity_images: str, opset: int, exporter: str,
-                   parity_count: int, seed: int, tolerance: ParityTolerance) -> mf.Manifest:
+                   parity_count: int, seed: int, tolerance: ParityTolerance,
+                   frame_inputs: Sequence[str]) -> mf.Manifest:
     t0 = time.perf_counter()
     pre = loaded.preprocessing
     input_shape = [3, pre.input_size[0], pre.input_size[1]]
@@ -272,6 +265,7 @@ def _export_locked(loaded: LoadedModel, out_dir: str, parity_images: str, opset:
                    "identity_initializers_inlined": graph["identity_initializers_inlined"],
                    "weights_file_sha256": loaded.weights_file_sha256, "pretrained_cfg": _jsonable(loaded.pretrained_cfg),
                    "parity": asdict(parity), "parity_images": os.path.abspath(parity_images),
+                   "frame_inputs": list(frame_inputs),
                    "notes": loaded.notes, "versions": versions(),
                    "timings_s": {"export": round(export_s, 2), "parity": round(parity_s, 2),
                                  "total": round(time.perf_counter() - t0, 2)}})

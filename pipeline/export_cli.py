@@ -3,7 +3,7 @@ import argparse
 import os
 from typing import Any
 
-from pipeline import paths
+from inception_deploy.pipeline import paths
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
@@ -17,31 +17,39 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
 
 
 def _load(args: argparse.Namespace) -> Any:
-    from pipeline.models.sources import resolve_model
+    from inception_deploy.pipeline.models.sources import resolve_model
 
     return resolve_model(args.model or paths.default_model(), arch=args.arch, num_classes=args.num_classes,
                          pretrained=args.pretrained)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from pipeline.export import ParityTolerance, run_export
+    from inception_deploy.pipeline.export import ParityTolerance, run_export
 
     loaded = _load(args)
     for note in loaded.notes:
         print(f"note: {note}")
     tol = ParityTolerance(atol=args.atol, rtol=args.rtol, min_top1_agreement=args.min_top1_agreement)
+    from inception_deploy.pipeline.frame_io import frame_size_name
+    from inception_deploy.pipeline.frame_variant import frame_sizes, write_frame_variant
+
+    sizes = frame_sizes(args.frame_input)      # parsed first: a bad size fails before the export
     m = run_export(loaded, args.out, args.parity_images, opset=args.opset, exporter=args.exporter,
-                   parity_count=args.parity_count, seed=args.seed, tolerance=tol)
+                   parity_count=args.parity_count, seed=args.seed, tolerance=tol,
+                   frame_inputs=[frame_size_name(s) for s in sizes])
     p = m.stage["parity"]
     print(f"export: {os.path.join(args.out, 'model.onnx')} ({m.artifact['bytes'] / 1e6:.1f} MB, opset "
           f"{m.stage['opset']}, {m.stage['nodes']} nodes) in {m.stage['timings_s']['total']:.1f} s; parity on "
           f"{p['images']} images: max abs error {p['max_abs_error']:.2e}, top-1 agreement "
           f"{100 * p['top1_agreement']:.1f} %")
+    for size in sizes:
+        variant = write_frame_variant(os.path.join(args.out, "model.onnx"), size, args.parity_images)
+        print(f"frame input: {os.path.join(args.out, variant.artifact['file'])}: {variant.stage['summary']}")
     return 0
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from pipeline.models.info import model_info
+    from inception_deploy.pipeline.models.info import model_info
 
     loaded = _load(args)
     size = loaded.preprocessing.input_size
@@ -49,14 +57,14 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"{loaded.name} ({loaded.architecture}), {loaded.num_classes} classes")
     print(info.format_table())
     if args.json:
-        from pipeline import atomic
+        from inception_deploy.pipeline import atomic
         from dataclasses import asdict
         atomic.write_json(args.json, asdict(info))
     return 0
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
-    from pipeline.summary import summarize
+    from inception_deploy.pipeline.summary import summarize
 
     print(summarize(args.dir))
     return 0
@@ -77,6 +85,10 @@ def register(sub: Any) -> None:
     p.add_argument("--atol", type=float, default=1e-4)
     p.add_argument("--rtol", type=float, default=1e-3, help="relative to the largest |logit|")
     p.add_argument("--min-top1-agreement", type=float, default=0.99)
+    p.add_argument("--frame-input", action="append", metavar="WxH",
+                   help="also write model.frame-WxH.onnx: the model with the camera-frame preprocessing in its graph "
+                        "(input uint8 N x H x W x 3 BGR), so TensorRT runs it on the GPU; calibrate writes the INT8 / "
+                        "FP16 variants too. Repeat or comma-separate sizes, e.g. 1920x1080,1280x720")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("info", help="per-stage output shapes, parameters and MACs of a model")

@@ -9,7 +9,7 @@ import os
 import sys
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
-from pipeline.errors import UserError
+from inception_deploy.pipeline.errors import UserError
 
 CHUNK = 1 << 20
 HASH_CACHE_ENV = "INCEPTION_DEPLOY_CACHE"
@@ -66,7 +66,7 @@ class HashCache:
         todo = [(p, k) for p, k in zip(paths, keys) if k not in self.memory and k not in stored]
         bar = None
         if progress and len(todo) > 500:
-            from pipeline.progress import Progress
+            from inception_deploy.pipeline.progress import Progress
             bar = Progress(len(todo), progress, unit="file")
         for path, key in todo:
             try:

@@ -2,7 +2,7 @@
 import os
 from typing import Dict, List, Tuple
 
-from pipeline.errors import UserError
+from inception_deploy.pipeline.errors import UserError
 
 
 def read_wnids(path: str) -> List[str]:

@@ -20,10 +20,11 @@ import os
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
 
-from pipeline import manifest as mf
-from pipeline.errors import UserError
-from pipeline.hashing import cached_sha256
-from pipeline.trt_cache import read_cache_with_header
+from inception_deploy.pipeline import manifest as mf
+from inception_deploy.pipeline.errors import UserError
+from inception_deploy.pipeline.frame_io import frame_input_size
+from inception_deploy.pipeline.hashing import cached_sha256
+from inception_deploy.pipeline.trt_cache import read_cache_with_header
 
 
 @dataclass
@@ -132,7 +133,8 @@ def check_io(path: str, m: mf.Manifest) -> None:
                         % (mf.sidecar(path), len(names) if isinstance(names, list) else 0, m.model.num_classes,
                            mf.regenerate(m.kind)))
     want_in, want_out = _manifest_tensor(m, "input"), _manifest_tensor(m, "output")
-    pre_chw = [3] + [int(v) for v in m.preprocessing.get("input_size", [])]
+    frame = frame_input_size(m.io)      # a model with its preprocessing in the graph takes (N, H, W, 3) frames
+    pre_chw = [frame[0], frame[1], 3] if frame else [3] + [int(v) for v in m.preprocessing.get("input_size", [])]
     fix = "the manifest does not belong to this model; use the .json written with it, or %s" % mf.regenerate(m.kind)
     if m.kind.startswith("onnx"):
         _check_graph(path, m, want_in[0], want_out[0], pre_chw, fix)
@@ -143,13 +145,13 @@ def check_io(path: str, m: mf.Manifest) -> None:
                 raise UserError("%s was built for input %r of shape %s, but its manifest describes %r (N, %s): %s"
                                 % (path, name, profile.get("opt"), want_in[0], ", ".join(map(str, pre_chw)), fix))
     if want_in[1] and [_int(d) for d in want_in[1][1:]] != pre_chw:
-        raise UserError("%s: io.input.shape %s contradicts the preprocessing's input size %s: %s"
+        raise UserError("%s: io.input.shape %s contradicts the model's input size %s: %s"
                         % (mf.sidecar(path), want_in[1], pre_chw, fix))
 
 
 def _check_graph(path: str, m: mf.Manifest, input_name: str, output_name: str, pre_chw: List[int],
                  fix: str) -> None:
-    from engines.onnx_info import graph_io
+    from inception_deploy.engines.onnx_info import graph_io
 
     inputs, outputs = graph_io(path)
     if len(inputs) != 1 or not outputs:
@@ -199,7 +201,7 @@ def calibration_manifests(paths: List[str], weights_sha256: Optional[str]) -> Di
             if not name.endswith(".json") or name.startswith(".") or side in found:
                 continue
             try:
-                cal = mf.read(side[:-len(".json")], expect_kind="calibration", verify=False)
+                cal = mf.read(mf.artifact_of(side), expect_kind="calibration", verify=False)
             except UserError:
                 continue
             if cal.model.weights_sha256 == weights_sha256:

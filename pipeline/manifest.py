@@ -1,4 +1,5 @@
-"""The one manifest schema: a JSON sidecar ``<artifact>.json`` beside every artifact.
+"""The one manifest schema: a JSON sidecar ``<artifact>.json`` beside every artifact
+(``report.manifest.json`` for the JSON artifact ``report.json``: :func:`sidecar`).
 
 Every stage writes the same envelope; stage-specific figures go under ``stage``. Derived
 artifacts (FP16/INT8 ONNX, engines, bundles) copy ``model``, ``preprocessing`` and ``io`` from
@@ -24,17 +25,16 @@ import os
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
-from pipeline import atomic
-from pipeline.errors import UserError
-from pipeline.hashing import file_sha256
-from pipeline.paths import path_component
+from inception_deploy.pipeline import atomic
+from inception_deploy.pipeline import documents
+from inception_deploy.pipeline.errors import UserError
+from inception_deploy.pipeline.hashing import file_sha256
+from inception_deploy.pipeline.paths import path_component
 
 if TYPE_CHECKING:  # numpy stays optional: the builder on a device reads manifests without it
-    from pipeline.preprocess import Preprocessing
+    from inception_deploy.pipeline.preprocess import Preprocessing
 
-SCHEMA = "inception-deploy/manifest@1"
 KINDS = ("onnx", "onnx-fp16", "onnx-int8", "calibration", "engine", "bundle", "report")
-TOOL_VERSION = "0.1.0"
 # the command that makes an artifact of each kind again (said whenever one is refused)
 REGENERATE = {
     "onnx": "re-export it (make export, or inception-deploy export)",
@@ -72,12 +72,12 @@ class Manifest:
     stage: Dict[str, Any] = field(default_factory=dict)
     parent: Optional[Dict[str, Any]] = None
     created: str = ""
-    tool: Dict[str, str] = field(default_factory=lambda: {"name": "inception-deploy", "version": TOOL_VERSION})
-    schema: str = SCHEMA
+    tool: Dict[str, str] = field(default_factory=documents.tool_record)
+    schema: str = documents.MANIFEST
 
     # -- convenience --------------------------------------------------------------------------
     def preprocessing_obj(self) -> "Preprocessing":
-        from pipeline.preprocess import Preprocessing
+        from inception_deploy.pipeline.preprocess import Preprocessing
 
         return Preprocessing.from_dict(self.preprocessing)
 
@@ -93,11 +93,9 @@ class Manifest:
 
     @classmethod
     def from_dict(cls, d: Dict[str, Any], where: str = "manifest") -> "Manifest":
-        if d.get("schema") != SCHEMA:
-            raise UserError(f"{where}: schema {d.get('schema')!r} is not {SCHEMA!r}; regenerate it with "
-                            "this version of inception-deploy")
-        if d.get("kind") not in KINDS:
-            raise UserError(f"{where}: unknown kind {d.get('kind')!r}; expected one of {', '.join(KINDS)}")
+        documents.expect_tag(d, documents.MANIFEST, where, "regenerate it with this version of inception-deploy")
+        documents.check_all([(d.get("kind") in KINDS, f"unknown kind {d.get('kind')!r}; expected one of "
+                                                   f"{', '.join(KINDS)}")], where)
         try:
             model = ModelRecord(**d["model"])
             path_component(model.name, "model name", where)
@@ -108,9 +106,22 @@ class Manifest:
             raise UserError(f"{where}: incomplete manifest ({e}); regenerate it") from None
 
 
+JSON_ARTIFACT_SIDECAR = ".manifest.json"
+
+
 def sidecar(artifact_path: str) -> str:
-    """``model.onnx`` -> ``model.onnx.json``."""
+    """The one sidecar rule: ``model.onnx`` -> ``model.onnx.json``; an artifact that is itself JSON
+    -> ``<stem>.manifest.json`` (``report.json`` -> ``report.manifest.json``, not ``report.json.json``)."""
+    if artifact_path.endswith(".json"):
+        return artifact_path[:-len(".json")] + JSON_ARTIFACT_SIDECAR
     return artifact_path + ".json"
+
+
+def artifact_of(sidecar_path: str) -> str:
+    """The inverse of :func:`sidecar` (``report.manifest.json`` -> ``report.json``)."""
+    if sidecar_path.endswith(JSON_ARTIFACT_SIDECAR):
+        return sidecar_path[:-len(JSON_ARTIFACT_SIDECAR)] + ".json"
+    return sidecar_path[:-len(".json")]
 
 
 def now() -> str:

@@ -27,7 +27,7 @@ def path_component(name: object, what: str, where: str) -> str:
     (a separator, ``..``, a leading dot or dash, control characters) is a UserError naming it.
     Spaces and shell characters are allowed: generated scripts quote every path.
     """
-    from pipeline.errors import UserError
+    from inception_deploy.pipeline.errors import UserError
 
     text = name if isinstance(name, str) else ""
     bad = (not text or text in (".", "..") or text[0] in ".-" or len(text) > 200

@@ -7,13 +7,14 @@ bit for bit (torchvision's Resize on a PIL image *is* PIL's resize): resize the 
 ``floor(size / crop_pct)`` with the cfg's interpolation (PIL antialiases when shrinking), center
 crop (``top = round((h - H) / 2)``, Python rounding), scale to [0, 1], normalise, HWC -> CHW.
 
-The frame path takes an HxWx3 uint8 BGR array (OpenCV order). With Pillow installed it goes
-through the PIL path (bit-exact, and faster than numpy at camera resolutions). Without Pillow it
-does the same steps in vectorised numpy, with PIL's own separable resampling filters (triangle / a=-0.5 cubic, widened
-by the scale factor when shrinking; the taps are cached per frame size), computed only for the
-output pixels inside the center crop. OpenCV's INTER_AREA /
-INTER_CUBIC were measured 0.12 std-units off on the shared photos; this path stays within
-``FRAME_TOLERANCE`` of the PIL path (float rounding of PIL's fixed-point weights).
+The frame path takes an HxWx3 uint8 BGR array (OpenCV order). By default ("fast") it runs
+:mod:`pipeline.frame_plan`: only the crop's source pixels are converted and filtered, with PIL's
+kernels, and a box reduction first where a frame shrinks very much; its agreement with this exact
+path is measured (docs/runtime.md). "exact" keeps the whole-frame reference: with Pillow it goes
+through the PIL path (bit-exact); without Pillow it does the same steps in vectorised numpy, with
+PIL's own separable filters (triangle / a=-0.5 cubic, widened by the scale factor when shrinking;
+the taps are cached per frame size), within ``FRAME_TOLERANCE`` of the PIL path. OpenCV's
+INTER_AREA / INTER_CUBIC were measured 0.12 std-units off on the shared photos.
 """
 import functools
 import math
@@ -22,7 +23,7 @@ from typing import Any, Dict, Mapping, Sequence, Tuple
 
 import numpy as np
 
-from pipeline.errors import UserError
+from inception_deploy.pipeline.errors import UserError
 
 SCHEMA = "inception-deploy/preprocessing@1"
 INTERPOLATIONS = ("nearest", "bilinear", "bicubic")
@@ -31,6 +32,10 @@ CROP_MODES = ("center", "squash")
 # photos, 68x121 to 2400x1600, greyscale ones included: max 1 level; worst image mean 0.0048 level
 # at 56x56 bilinear, 0.0004 at 299x299 bicubic). The mean limit keeps a 4x margin.
 FRAME_TOLERANCE = {"max_levels": 1.0, "mean_levels": 0.02}
+# The fast frame path (pipeline.frame_plan, no box step at these sizes) vs the PIL path on the same
+# 200 photos: max 2 levels (bicubic), worst image mean 0.0039 level (56x56 bilinear), 0.0013 (299x299).
+FAST_FRAME_TOLERANCE = {"max_levels": 2.0, "mean_levels": 0.02}
+FRAME_PATHS = ("fast", "exact")
 
 
 @dataclass(frozen=True)
@@ -160,19 +165,30 @@ class Preprocessing:
         return self._normalise_hwc(arr)
 
     # -- the camera-frame path ----------------------------------------------------------------
-    def frame(self, frame: Any, resampler: str = "auto") -> np.ndarray:
+    def frame(self, frame: Any, path: str = "fast", resampler: str = "auto") -> np.ndarray:
         """HxWx3 uint8 BGR frame (OpenCV order) -> (3, H, W) float32, no torch.
 
-        ``resampler``: "pil" resizes with Pillow (bit-exact with :meth:`image`, and 1.5-2.5x
-        faster than numpy at camera resolutions), "numpy" uses the vectorised copy of PIL's
-        filters (within ``FRAME_TOLERANCE``; for hosts without Pillow), "auto" picks Pillow when
-        it is installed.
+        ``path``: "fast" (default) runs :mod:`pipeline.frame_plan` (only the crop's source pixels,
+        a box reduction where the frame shrinks a lot; top-1 agreement and KL against the exact
+        path are measured in docs/runtime.md), "exact" the reference resize of the whole frame
+        (bit-exact with :meth:`image` under Pillow, for parity checks).
+        ``resampler``: "pil" (Pillow), "numpy" (no Pillow needed: the fast plan in float, or the
+        exact path within ``FRAME_TOLERANCE``), "auto" Pillow when it is installed.
         """
         check_frame(frame)
+        if path not in FRAME_PATHS:
+            raise ValueError(f"path must be one of {', '.join(FRAME_PATHS)}, got {path!r}")
         if resampler not in ("auto", "pil", "numpy"):
             raise ValueError(f"resampler must be 'auto', 'pil' or 'numpy', got {resampler!r}")
+        use_pil = resampler == "pil" or (resampler == "auto" and _have_pil())
+        if path == "fast" and not (use_pil and self.interpolation == "nearest"):
+            from inception_deploy.pipeline import frame_plan
+            plan = frame_plan.plan_frame(self, frame.shape[0], frame.shape[1])
+            if use_pil:
+                return self._normalise_uint8(frame_plan.run_pillow(frame, plan))
+            return self._normalise_hwc(frame_plan.run_numpy(frame, plan))
         rgb = frame[:, :, ::-1]
-        if resampler != "numpy" and (resampler == "pil" or _have_pil()):
+        if use_pil:
             from PIL import Image
             return self.image(Image.fromarray(np.ascontiguousarray(rgb)))
         h, w = frame.shape[:2]
@@ -188,6 +204,23 @@ class Preprocessing:
         bias = (-np.asarray(self.mean, dtype=np.float32) / np.asarray(self.std, dtype=np.float32))
         out = arr.astype(np.float32) * scale + bias.astype(np.float32)
         return np.ascontiguousarray(out.transpose(2, 0, 1))
+
+    def _normalise_uint8(self, rgb: np.ndarray) -> np.ndarray:
+        """(h, w, 3) RGB uint8 -> (3, h, w) float32 through a 256-entry table per channel: the same
+        values as :meth:`_normalise_hwc`, written straight into CHW order."""
+        table = _normalise_table(self.mean, self.std)
+        out = np.empty((3,) + rgb.shape[:2], dtype=np.float32)
+        for c in range(3):
+            np.take(table[c], rgb[:, :, c], out=out[c])
+        return out
+
+
+@functools.lru_cache(maxsize=8)
+def _normalise_table(mean: Tuple[float, ...], std: Tuple[float, ...]) -> np.ndarray:
+    levels = np.arange(256, dtype=np.float32)[None, :]
+    scale = (1.0 / (255.0 * np.asarray(std, dtype=np.float32))).astype(np.float32)[:, None]
+    bias = (-np.asarray(mean, dtype=np.float32) / np.asarray(std, dtype=np.float32)).astype(np.float32)[:, None]
+    return levels * scale + bias
 
 
 def _PIL_BILINEAR(Image: Any) -> Any:

@@ -35,7 +35,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional
 
-from pipeline.errors import UserError
+from inception_deploy.pipeline.errors import UserError
 
 LOCK_NAME = ".inception-deploy.lock"
 WAIT_ENV = "INCEPTION_DEPLOY_LOCK_WAIT"
@@ -257,7 +257,7 @@ class Publication:
 
     def write_manifest(self, manifest: Any, final: str) -> str:
         """Write ``final``'s manifest (``pipeline.manifest.write``) from its staged file; returns the staged sidecar."""
-        from pipeline import manifest as mf
+        from inception_deploy.pipeline import manifest as mf
 
         staged = self.add(final)
         side = mf.write(manifest, staged)
@@ -271,7 +271,9 @@ class Publication:
     def order(self) -> List[str]:
         if self._last is None:
             return list(self._names)
-        tail = [n for n in (self._last + ".json", self._last) if n in self._names]
+        from inception_deploy.pipeline.manifest import sidecar
+
+        tail = [n for n in (sidecar(self._last), self._last) if n in self._names]
         return [n for n in self._names if n not in tail] + tail
 
     def commit(self) -> None:

@@ -4,11 +4,11 @@ Each stage puts a short human line under ``stage.summary`` in its manifests; thi
 collects them, in pipeline order, so ``make demo`` ends the same way whatever stages ran. Dot
 folders (a run's work and staging folders, caches) are never reported.
 """
-import json
 import os
 from typing import List, Tuple
 
-from pipeline.manifest import SCHEMA
+from inception_deploy.pipeline import atomic, documents
+from inception_deploy.pipeline.errors import UserError
 
 ORDER = [("onnx", "export"), ("onnx-fp16", "calibrate"), ("onnx-int8", "calibrate"), ("calibration", "calibrate"),
          ("engine", "build"), ("bundle", "build"), ("report", "bench")]
@@ -17,8 +17,7 @@ NEXT = {
     "export": "make calibrate   (INT8 + FP16 ONNX with an accuracy budget)",
     "calibrate": "make engine TARGET=rtx PRECISION=int8   (or TARGET=jetson for a deploy bundle)",
     "build": "make bench   (latency and accuracy drift reports)",
-    "bench": "make gate   (pass/fail against benchmarks/baselines/); to deploy on a Jetson: copy "
-             "build/demo/bundle/jetson-orin/ to it and run ./build_on_device.sh there",
+    "bench": "make gate   (pass/fail against benchmarks/baselines/)",
 }
 
 
@@ -31,11 +30,8 @@ def _manifests(root: str) -> List[Tuple[str, dict]]:
                 continue
             path = os.path.join(dirpath, n)
             try:
-                with open(path, encoding="utf-8") as f:
-                    data = json.load(f)
-            except (OSError, ValueError):
-                continue
-            if not (isinstance(data, dict) and data.get("schema") == SCHEMA):
+                data = documents.expect_tag(atomic.read_json(path), documents.MANIFEST, path, "")
+            except (OSError, UserError):   # not a manifest (a report, a target, another tool's JSON)
                 continue
             inside_bundle = "bundle" in os.path.relpath(path, root).split(os.sep)[:-1]
             if inside_bundle and data.get("kind") != "bundle":   # copies shipped for the device
@@ -60,5 +56,10 @@ def summarize(root: str) -> str:
         text = (data.get("stage") or {}).get("summary") or kind
         lines.append(f"{stage:<10} {os.path.relpath(artifact)} ({size / 1e6:.1f} MB): {text}")
         last = stage
-    lines.append(f"next: {NEXT.get(last, NEXT['bench'])}")
+    after = NEXT.get(last, NEXT["bench"])
+    bundles = [os.path.dirname(path) for path, data in items if data.get("kind") == "bundle"]
+    if bundles and last == "bench":
+        after += (f"; to deploy: copy {os.path.relpath(bundles[0])}/ to the device and run ./build_on_device.sh "
+                  "there")
+    lines.append(f"next: {after}")
     return "\n".join(lines)

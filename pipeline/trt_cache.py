@@ -13,8 +13,8 @@ import os
 import struct
 from typing import Dict, Mapping, Tuple
 
-from pipeline import atomic
-from pipeline.errors import UserError
+from inception_deploy.pipeline import atomic
+from inception_deploy.pipeline.errors import UserError
 
 DEFAULT_VERSION = "100000"              # "TRT-100000-..." as TensorRT 10.0 writes it
 CALIBRATOR = "EntropyCalibration2"      # what IInt8EntropyCalibrator2 writes and expects

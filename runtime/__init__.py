@@ -1,9 +1,9 @@
 """inception-deploy runtime: classify camera frames with a built engine or an ONNX model.
 
-``from runtime import Classifier`` -- see :mod:`runtime.classifier` and docs/runtime.md. Device-side:
+``from inception_deploy.runtime import Classifier`` -- see :mod:`runtime.classifier` and docs/runtime.md. Device-side:
 numpy (+ onnxruntime, or TensorRT with pycuda or cuda-python; OpenCV for the example app), no torch,
 Python 3.8.
 """
-from runtime.classifier import Classifier, Prediction, softmax
+from inception_deploy.runtime.classifier import Classifier, Prediction, softmax
 
 __all__ = ["Classifier", "Prediction", "softmax"]

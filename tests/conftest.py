@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from pipeline import paths
+from inception_deploy.pipeline import paths
 
 TEST_MODEL_SOURCE = "local-dir:" + paths.TEST_MODEL
 
@@ -48,7 +48,7 @@ def test_model_source() -> str:
 @pytest.fixture(scope="session")
 def test_model(test_model_source):
     """The trained test model (TinyInception, 200 classes, 56x56), fp32, eval mode."""
-    from pipeline.models.sources import resolve_model
+    from inception_deploy.pipeline.models.sources import resolve_model
 
     return resolve_model(test_model_source)
 
@@ -56,7 +56,7 @@ def test_model(test_model_source):
 @pytest.fixture(scope="session")
 def test_model_onnx(tmp_path_factory, test_model, val_dir) -> str:
     """``model.onnx`` (+ manifest) of the test model, exported once per session as ``make demo`` does."""
-    from pipeline.export import run_export
+    from inception_deploy.pipeline.export import run_export
 
     out = str(tmp_path_factory.mktemp("test_model_onnx"))
     run_export(test_model, out, val_dir, parity_count=32)
@@ -77,8 +77,8 @@ def engines_onnx_dir(tmp_path_factory, test_model_onnx, calib_dir) -> str:
     from modelopt.onnx.autocast import convert_to_mixed_precision
     from modelopt.onnx.quantization import quantize
 
-    from pipeline import manifest as mf
-    from pipeline.datasets import open_image_folder, select
+    from inception_deploy.pipeline import manifest as mf
+    from inception_deploy.pipeline.datasets import open_image_folder, select
 
     out = str(tmp_path_factory.mktemp("engines_onnx"))
     base = os.path.join(out, "model.onnx")
@@ -116,3 +116,29 @@ def engines_onnx_dir(tmp_path_factory, test_model_onnx, calib_dir) -> str:
     mf.read(base, expect_kind="onnx")  # the exported ONNX is untouched
     return out
 
+
+
+# ---- document schemas (pipeline/schemas/*.schema.json) ----------------------------------------
+@pytest.fixture(scope="session")
+def validate_document():
+    """``validate_document("manifest", data)``: every JSON Schema violation of a document the
+    pipeline wrote, listed in the assertion (jsonschema, draft 2020-12; host-side only)."""
+    import json
+
+    from jsonschema import Draft202012Validator
+    from referencing import Registry, Resource
+
+    from inception_deploy.pipeline import documents
+
+    schemas = {}
+    for name in documents.DOCUMENTS:
+        with open(documents.schema_path(name), encoding="utf-8") as f:
+            schemas[name] = json.load(f)
+    registry = Registry().with_resources((s["$id"], Resource.from_contents(s)) for s in schemas.values())
+    validators = {name: Draft202012Validator(s, registry=registry) for name, s in schemas.items()}
+
+    def validate(document: str, data) -> None:
+        errors = sorted(validators[document].iter_errors(data), key=lambda e: [str(p) for p in e.path])
+        assert not errors, "%s: %s" % (document, "; ".join(
+            "/".join(str(p) for p in e.path) + ": " + e.message[:200] for e in errors[:5]))
+    return validate

@@ -15,10 +15,10 @@ import xml.etree.ElementTree as ET
 import numpy as np
 import pytest
 
-from pipeline import manifest as mf
-from pipeline.cli import main
-from pipeline.datasets import open_image_folder, select
-from pipeline.preprocess import stack
+from inception_deploy.pipeline import manifest as mf
+from inception_deploy.pipeline.cli import main
+from inception_deploy.pipeline.datasets import open_image_folder, select
+from inception_deploy.pipeline.preprocess import stack
 
 BENCH_IMAGES = "400"             # 2 a class of the shared val split, seeded
 CALIB_IMAGES = 64
@@ -40,7 +40,7 @@ def _calibration_images(m: mf.Manifest, calib_dir: str, preprocessing) -> np.nda
 
 def _int8(onnx_path: str, out_path: str, images: np.ndarray, note: str) -> None:
     """modelopt max calibration (the calibration package's call) next to ``onnx_path``'s run folder."""
-    from calibration.qdq import modelopt_quantize
+    from inception_deploy.calibration.qdq import modelopt_quantize
 
     work = os.path.join(os.path.dirname(out_path), ".work")
     os.makedirs(work, exist_ok=True)
@@ -256,3 +256,37 @@ def test_verify_runs_onnx_against_its_parent_and_skips_an_engine(runs, test_mode
     err = capsys.readouterr().err
     assert err.startswith("error: cannot run TensorRT engine") and len(err.strip().splitlines()) == 1
     assert not os.path.exists(tmp_path / "v3" / "report.json")
+
+
+def test_report_its_manifest_and_the_baseline_follow_the_schemas(good_report, baseline, validate_document):
+    with open(good_report, encoding="utf-8") as f:
+        validate_document("report", json.load(f))
+    with open(mf.sidecar(good_report), encoding="utf-8") as f:
+        validate_document("manifest", json.load(f))
+    with open(baseline, encoding="utf-8") as f:
+        validate_document("baseline", json.load(f))
+
+
+def test_the_report_manifest_has_a_sane_name(good_report):
+    """One sidecar rule (pipeline.manifest.sidecar): report.json's manifest is report.manifest.json."""
+    folder = os.path.dirname(good_report)
+    assert os.path.isfile(os.path.join(folder, "report.manifest.json")) and not os.path.exists(good_report + ".json")
+    assert mf.read(good_report, expect_kind="report").artifact["file"] == "report.json"
+
+
+def test_report_html_comes_from_the_template_and_is_left_out_without_jinja2(good_report, tmp_path, monkeypatch):
+    """report.html is rendered by jinja2 (autoescaped); where jinja2 is missing (a device's system
+    Python) report.json and report.md are still written together, and no half page."""
+    import sys
+
+    from inception_deploy.benchmarks.report import load_report, write_reports
+
+    report = load_report(good_report)
+    report["rows"][0]["notes"] = ["<b>&</b>"]
+    written = write_reports(report, str(tmp_path / "with"), None, None)
+    page = open(written["html"], encoding="utf-8").read()
+    assert "&lt;b&gt;&amp;&lt;/b&gt;" in page and "<b>&</b>" not in page
+    monkeypatch.setitem(sys.modules, "jinja2", None)
+    written = write_reports(report, str(tmp_path / "without"), None, None)
+    assert "html" not in written and sorted(os.listdir(tmp_path / "without")) == sorted(
+        ["report.json", "report.md", "latency_distribution.png", "accuracy_vs_latency.png"])

@@ -7,9 +7,9 @@ import xml.etree.ElementTree as ET
 import pytest
 import xmlschema
 
-from benchmarks import gate
-from pipeline import paths
-from pipeline.datasets import FINGERPRINT_METHOD
+from inception_deploy.benchmarks import gate
+from inception_deploy.pipeline import paths
+from inception_deploy.pipeline.datasets import FINGERPRINT_METHOD
 
 JENKINS_XSD = os.path.join(paths.REPO_ROOT, ".venv", "test-refs", "junit-10.xsd")
 ANT_TIMESTAMP = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}$")
@@ -125,7 +125,7 @@ def test_the_old_junit_shape_is_what_the_schemas_rejected(jenkins):
 
 def test_jetson_clocks_are_read_from_devfreq(tmp_path):
     """verify_on_device's environment record carries the Jetson's clocks where sysfs exposes them."""
-    from benchmarks.environment import devfreq_clocks
+    from inception_deploy.benchmarks.environment import devfreq_clocks
 
     gpu = tmp_path / "sys" / "class" / "devfreq" / "17000000.ga10b"
     gpu.mkdir(parents=True)

@@ -6,8 +6,8 @@ import time
 import numpy as np
 import pytest
 
-from benchmarks.environment import environment, library_versions, one_line
-from benchmarks.latency import Stats, TimingPolicy, WarmupPolicy, measure
+from inception_deploy.benchmarks.environment import environment, library_versions, one_line
+from inception_deploy.benchmarks.latency import Stats, TimingPolicy, WarmupPolicy, measure
 
 
 class SleepRunner:
@@ -103,8 +103,8 @@ def test_device_side_benchmark_modules_import_neither_torch_nor_timm():
     import subprocess
     import sys
 
-    code = ("import sys, benchmarks.bench, benchmarks.gate, benchmarks.report, benchmarks.plots, "
-            "benchmarks.runners.factory, benchmarks.cli, benchmarks.accuracy; "
+    code = ("import sys\nfrom inception_deploy.benchmarks import bench, gate, report, plots, cli, accuracy\n"
+            "from inception_deploy.benchmarks.runners import factory\n"
             "bad = [m for m in ('torch', 'timm', 'modelopt') if m in sys.modules]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from benchmarks.runners.factory import candidate_for, disambiguate, discover, open_runner, pytorch_candidate
-from benchmarks.runners.torch_runner import TorchRunner
-from pipeline import manifest as mf
-from pipeline.datasets import open_image_folder, select
-from pipeline.errors import EXIT_UNSUPPORTED, Unsupported, UserError
-from runtime.backends.base import Backend
-from runtime.backends.onnxruntime import OnnxRuntimeBackend
+from inception_deploy.benchmarks.runners.factory import candidate_for, disambiguate, discover, open_runner, pytorch_candidate
+from inception_deploy.benchmarks.runners.torch_runner import TorchRunner
+from inception_deploy.pipeline import manifest as mf
+from inception_deploy.pipeline.datasets import open_image_folder, select
+from inception_deploy.pipeline.errors import EXIT_UNSUPPORTED, Unsupported, UserError
+from inception_deploy.runtime.backends.base import Backend
+from inception_deploy.runtime.backends.onnxruntime import OnnxRuntimeBackend
 
 
 @pytest.fixture(scope="module")

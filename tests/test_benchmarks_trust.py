@@ -14,15 +14,15 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from benchmarks import gate
-from pipeline import manifest as mf
-from pipeline import paths
+from inception_deploy.benchmarks import gate
+from inception_deploy.pipeline import manifest as mf
+from inception_deploy.pipeline import paths
 
 QUICK = ["--no-latency", "--count", "1000"]
 
 
 def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "pipeline", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "inception_deploy.pipeline", *args], capture_output=True, text=True,
                           cwd=paths.REPO_ROOT)
 
 

@@ -4,8 +4,8 @@ import struct
 import numpy as np
 import pytest
 
-from pipeline import trt_cache as cache
-from pipeline.errors import UserError
+from inception_deploy.pipeline import trt_cache as cache
+from inception_deploy.pipeline.errors import UserError
 
 SCALES = {
     "input": 0.020787401124835014,
@@ -88,6 +88,10 @@ def test_cache_module_stays_device_side():
     import inspect
 
     tree = ast.parse(inspect.getsource(cache))
-    imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
-    imported |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+    def top(name):   # the project's packages by their folder name (installed under inception_deploy.)
+        return name[len("inception_deploy."):].split(".")[0] if name.startswith("inception_deploy.") else \
+            name.split(".")[0]
+
+    imported = {top(a.name) for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    imported |= {top(n.module) for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
     assert imported <= {"os", "struct", "typing", "pipeline"}

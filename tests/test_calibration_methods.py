@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
-from calibration import methods
-from calibration.stats import BINS, TensorHistogram
-from pipeline.errors import UserError
+from inception_deploy.calibration import methods
+from inception_deploy.calibration.stats import BINS, TensorHistogram
+from inception_deploy.pipeline.errors import UserError
 
 
 def _stream(batches):
@@ -117,7 +117,7 @@ def test_method_names_parse():
 
 
 def test_all_zero_tensor_gets_no_range_and_a_usable_scale():
-    from calibration.qdq import scales_from_amax
+    from inception_deploy.calibration.qdq import scales_from_amax
 
     h = _stream([np.zeros((4, 4))])
     assert all(methods.Method.parse(m).amax(h) == 0.0 for m in methods.METHODS)
@@ -129,8 +129,8 @@ def test_histogram_pass_records_every_batch_of_the_graph_input_and_outputs(test_
     (bound as an output, ONNX Runtime never writes it: the buffer stayed uninitialised)."""
     import onnx
 
-    from calibration import stats as cstats
-    from pipeline.export import ort_session
+    from inception_deploy.calibration import stats as cstats
+    from inception_deploy.pipeline.onnx_io import ort_session
 
     tensors = cstats.float_activation_tensors(onnx.load(test_model_onnx))
     rng = np.random.default_rng(0)

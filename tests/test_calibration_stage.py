@@ -4,6 +4,7 @@ Every method's Q/DQ graph is run by ONNX Runtime and built by TensorRT-RTX (the 
 builder, CPU-only build); the budget search must exclude the one layer whose range is broken on
 purpose; calibrating on evaluation files is refused.
 """
+import json
 import os
 import shutil
 
@@ -12,14 +13,14 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from pipeline import trt_cache
-from calibration import data as cdata
-from calibration import methods, qdq, stage
-from calibration.stats import ActivationStats
-from pipeline import manifest as mf
-from pipeline.cli import main
-from pipeline.hashing import file_sha256
-from pipeline.errors import UserError
+from inception_deploy.pipeline import trt_cache
+from inception_deploy.calibration import data as cdata
+from inception_deploy.calibration import methods, qdq, stage
+from inception_deploy.calibration.stats import ActivationStats
+from inception_deploy.pipeline import manifest as mf
+from inception_deploy.pipeline.cli import main
+from inception_deploy.pipeline.hashing import file_sha256
+from inception_deploy.pipeline.errors import UserError
 
 CALIB_COUNT = 64          # below the 300 recommended (warned about): keeps the tests fast
 EVAL_COUNT = 200
@@ -133,7 +134,7 @@ def histograms(calibrated, run_dir):
 @pytest.mark.parametrize("method", methods.METHODS)
 def test_every_method_gives_a_qdq_graph_ort_runs_and_tensorrt_builds(method, calibrated, histograms, run_dir,
                                                                     test_model_onnx, tmp_path):
-    from calibration.trt_check import layer_check
+    from inception_deploy.calibration.trt_check import layer_check
 
     model = onnx.load(test_model_onnx)
     amax = methods.compute_amax(methods.Method.parse(method), histograms.tensors, methods.concat_groups(model))
@@ -150,8 +151,8 @@ def test_every_method_gives_a_qdq_graph_ort_runs_and_tensorrt_builds(method, cal
 
 
 def _few_images(onnx_path):
-    from pipeline.datasets import open_image_folder, select
-    from pipeline.paths import CALIB_DIR
+    from inception_deploy.pipeline.datasets import open_image_folder, select
+    from inception_deploy.pipeline.paths import CALIB_DIR
 
     pre = mf.read(onnx_path).preprocessing_obj()
     folder = open_image_folder(CALIB_DIR)
@@ -226,3 +227,9 @@ def test_bad_budget_and_method_are_user_errors(test_model_onnx, calib_dir, tmp_p
                  "--eval-images", calib_dir, "--out", str(tmp_path)]) == 2
     assert main(["calibrate", "--onnx", test_model_onnx, "--images", calib_dir, "--method", "minmax",
                  "--out", str(tmp_path)]) == 2
+
+
+def test_calibration_manifests_follow_the_schema(calibrated, validate_document):
+    for artifact in (calibrated.int8, calibrated.fp16, calibrated.cache):
+        with open(mf.sidecar(artifact), encoding="utf-8") as f:
+            validate_document("manifest", json.load(f))

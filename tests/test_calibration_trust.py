@@ -15,17 +15,17 @@ import time
 import onnx
 import pytest
 
-from pipeline import manifest as mf
-from pipeline import paths
-from pipeline.datasets import file_sha256
-from pipeline.summary import summarize
+from inception_deploy.pipeline import manifest as mf
+from inception_deploy.pipeline import paths
+from inception_deploy.pipeline.datasets import file_sha256
+from inception_deploy.pipeline.summary import summarize
 
 FAST = ["--precision", "int8", "--batch-size", "16", "--no-trt-check"]
 LOCK_NAME = ".inception-deploy.lock"        # pipeline.LOCK_NAME
 
 
 def calibrate_cmd(onnx_path, calib_dir, *extra):
-    return [sys.executable, "-m", "pipeline", "calibrate", "--onnx", onnx_path, "--images", calib_dir, *FAST, *extra]
+    return [sys.executable, "-m", "inception_deploy.pipeline", "calibrate", "--onnx", onnx_path, "--images", calib_dir, *FAST, *extra]
 
 
 def run(cmd, **env):
@@ -87,7 +87,7 @@ def test_killed_rerun_leaves_the_set_and_a_second_run_waits_its_turn(folder, cal
     os.kill(killed.pid, signal.SIGKILL)
     killed.wait()
     assert {p: file_sha256(p) for p in before} == before
-    from pipeline import lineage
+    from inception_deploy.pipeline import lineage
     assert lineage.check(int8, expect_kind="onnx-int8").stage["method"] == "max"
     leftovers = [n for n in os.listdir(folder) if "-pid%d-" % killed.pid in n]
     assert leftovers and _lock_pid(folder) == killed.pid                 # its work, staging and stale lock
@@ -155,6 +155,6 @@ def test_bad_options_are_refused(folder, calib_dir, val_dir, args, message):
 
 
 def test_a_budget_in_scientific_notation_is_accepted():
-    from calibration.budget import Budget
+    from inception_deploy.calibration.budget import Budget
 
     assert Budget.parse("top1=1e-3,top5=2.5E-1") == Budget(0.001, 0.25)

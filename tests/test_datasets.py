@@ -5,10 +5,10 @@ import shutil
 import numpy as np
 import pytest
 
-from pipeline.datasets import UNLABELED, open_image_folder, select
-from pipeline.errors import UserError
-from pipeline.labels import read_class_labels, read_wnids
-from pipeline.preprocess import Preprocessing
+from inception_deploy.pipeline.datasets import UNLABELED, open_image_folder, select
+from inception_deploy.pipeline.errors import UserError
+from inception_deploy.pipeline.labels import read_class_labels, read_wnids
+from inception_deploy.pipeline.preprocess import Preprocessing
 
 PRE = Preprocessing((56, 56))
 
@@ -100,7 +100,7 @@ def _exif_rotated_copy(src, dst, orientation=6, fmt="JPEG"):
 def test_exif_orientation_is_applied_as_cv2_imread_does_on_every_path(tmp_path, photos_dir, wnids):
     import cv2
 
-    from pipeline.datasets import load_image
+    from inception_deploy.pipeline.datasets import load_image
 
     name = "n01443537_goldfish.JPEG"
     with_tag = tmp_path / name
@@ -140,7 +140,7 @@ def test_an_unreadable_file_is_counted_once_however_often_it_is_read(tmp_path, p
 
 # -- the image set's fingerprint is its content ---------------------------------------------------------
 def test_fingerprint_changes_with_content_under_the_same_names(tmp_path, photos_dir):
-    from pipeline.hashing import HashCache
+    from inception_deploy.pipeline.hashing import HashCache
 
     names = sorted(os.listdir(photos_dir))
     a, b = tmp_path / "a", tmp_path / "b"

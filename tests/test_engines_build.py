@@ -15,14 +15,14 @@ import sys
 
 import pytest
 
-from engines import api_surface, builder, compat, trt_api
-from engines.builder import build_engine
-from engines.layers import parse_layers_log
-from engines.targets import resolve_target
-from pipeline import manifest as mf
-from pipeline import paths
-from pipeline.errors import UserError
-from pipeline.summary import summarize
+from inception_deploy.engines import api_surface, builder, compat, trt_api
+from inception_deploy.engines.builder import build_engine
+from inception_deploy.engines.layers import parse_layers_log
+from inception_deploy.engines.targets import resolve_target
+from inception_deploy.pipeline import manifest as mf
+from inception_deploy.pipeline import paths
+from inception_deploy.pipeline.errors import UserError
+from inception_deploy.pipeline.summary import summarize
 
 
 @pytest.fixture(scope="module")
@@ -213,7 +213,7 @@ def test_mismatched_engines_are_refused(built):
 
 
 def test_build_command(tmp_path, engines_onnx_dir):
-    cmd = [sys.executable, "-m", "pipeline", "build", "--onnx-dir", engines_onnx_dir, "--target", "tensorrt-rtx",
+    cmd = [sys.executable, "-m", "inception_deploy.pipeline", "build", "--onnx-dir", engines_onnx_dir, "--target", "tensorrt-rtx",
            "--precision", "fp16", "--out", str(tmp_path), "--compute-capabilities", "8.6", "--quiet"]
     res = subprocess.run(cmd, capture_output=True, text=True, cwd=paths.REPO_ROOT)
     assert res.returncode == 0, res.stderr
@@ -255,3 +255,11 @@ def test_softmax_engine_for_deepstream_is_a_real_build(tmp_path, engines_onnx_di
     assert "[Softmax]" in r.log_text
     assert re.search(r"Name: __myl_\w*Exp\w*Sum\w*Div\w*, LayerType: kgen", r.log_text)
     assert re.search(r"Name: probabilities, IOMode: Output, DataType: Float, Dimensions: \[-1,200\]", r.log_text)
+
+
+def test_engine_manifests_follow_the_schema(built, validate_document):
+    """What a C++ app reads to load an engine (pipeline/schemas/manifest.schema.json)."""
+    _, results = built
+    for r in results.values():
+        with open(mf.sidecar(r.engine_path), encoding="utf-8") as f:
+            validate_document("manifest", json.load(f))

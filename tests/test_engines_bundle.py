@@ -13,16 +13,16 @@ import numpy
 import pytest
 import shutil
 
-from engines import api_surface, builder, bundle, bundle_readme, deploy_files, host, targets, trt_api
-from engines.targets import resolve_target
-from pipeline import manifest as mf
-from pipeline import paths
-from pipeline.errors import UserError
-from pipeline.summary import summarize
+from inception_deploy.engines import api_surface, builder, bundle, bundle_readme, deploy_files, host, targets, trt_api
+from inception_deploy.engines.targets import resolve_target
+from inception_deploy.pipeline import manifest as mf
+from inception_deploy.pipeline import paths
+from inception_deploy.pipeline.errors import UserError
+from inception_deploy.pipeline.summary import summarize
 
 
 def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "pipeline", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "inception_deploy.pipeline", *args], capture_output=True, text=True,
                           cwd=paths.REPO_ROOT)
 
 
@@ -85,7 +85,7 @@ def test_scripts_and_deepstream_config(jetson_bundle, engines_onnx_dir):
         res = subprocess.run(["bash", "-n", os.path.join(path, script)], capture_output=True, text=True)
         assert res.returncode == 0, res.stderr
     build = open(os.path.join(path, "build_on_device.sh")).read()
-    assert "-m engines build" in build and "--target jetson-orin" in build and "--no-bundle" in build
+    assert "-m inception_deploy.engines build" in build and "--target jetson-orin" in build and "--no-bundle" in build
     trtexec = open(os.path.join(path, "trtexec_commands.sh")).read()
     assert "--onnx=model/model.int8.onnx" in trtexec and "--stronglyTyped" in trtexec
     assert "--minShapes=input:1x3x56x56" in trtexec and "--maxShapes=input:4x3x56x56" in trtexec
@@ -137,7 +137,9 @@ def _bare(paths, blocked, body):
 
 
 HOST = ("torch", "timm", "modelopt", "onnx", "onnxruntime", "cv2", "matplotlib", "tomli")
-BUILDER_MODULES = [m[:-3].replace("/", ".").replace(".__init__", "") for m in bundle.device_modules(bundle.BUILDER_ROOTS)]
+BUILDER_MODULES = [(m[:-3].replace("/", ".").replace(".__init__", "") if m.startswith(bundle.NAMESPACE) else
+                    bundle.NAMESPACE + "." + m[:-3].replace("/", ".").replace(".__init__", ""))
+                   for m in bundle.device_modules(bundle.BUILDER_ROOTS)]
 
 
 def python38():
@@ -156,12 +158,12 @@ def test_the_bundle_builder_imports_with_the_standard_library_alone(jetson_bundl
     too: the standard library and the bundle's python/ folder, nothing else (then TensorRT on the device)."""
     _, path, _ = jetson_bundle
     py = os.path.join(path, "python")
-    assert "engines.builder" in BUILDER_MODULES and "pipeline.manifest" in BUILDER_MODULES
+    assert "inception_deploy.engines.builder" in BUILDER_MODULES and "inception_deploy.pipeline.manifest" in BUILDER_MODULES
     code = _bare([py], HOST + ("numpy", "PIL"), (
         "import importlib\n"
         "for m in %r:\n    importlib.import_module(m)\n"
-        "import engines.cli\n"
-        "sys.exit(engines.cli.main(sys.argv[1:]))\n" % BUILDER_MODULES))
+        "from inception_deploy.engines import cli\n"
+        "sys.exit(cli.main(sys.argv[1:]))\n" % BUILDER_MODULES))
     interpreters = [sys.executable] + ([python38()] if python38() else [])
     for exe in interpreters:
         res = subprocess.run([exe, "-I", "-S", "-c", code, "targets"], capture_output=True, text=True, cwd=path)
@@ -179,7 +181,7 @@ def test_bundle_builder_runs_from_the_bundle_alone(jetson_bundle, tmp_path):
     shutil.copytree(os.path.join(path, "python"), py)
     targets.write_target_json(resolve_target("rtx"), os.path.join(py, "engines", "targets"))
     site = _isolated_site(tmp_path, ["tensorrt_rtx", "tensorrt_rtx_bindings", "tensorrt_rtx_libs", "tensorrt_rtx*"])
-    code = _bare([py, site], HOST + ("numpy", "PIL"), "import engines.cli\nsys.exit(engines.cli.main(sys.argv[1:]))\n")
+    code = _bare([py, site], HOST + ("numpy", "PIL"), "from inception_deploy.engines import cli\nsys.exit(cli.main(sys.argv[1:]))\n")
     res = subprocess.run([sys.executable, "-I", "-S", "-c", code, "build", "--onnx-dir", os.path.join(path, "model"),
                           "--target", "rtx", "--precision", "int8", "--out", str(tmp_path / "out"),
                           "--compute-capabilities", "8.6", "--quiet"], capture_output=True, text=True, cwd=str(tmp_path))
@@ -187,7 +189,7 @@ def test_bundle_builder_runs_from_the_bundle_alone(jetson_bundle, tmp_path):
     engine = glob.glob(str(tmp_path / "out" / "engines" / "rtx" / "*" / "int8" / "model.engine"))
     assert len(engine) == 1 and mf.read(engine[0], expect_kind="engine").stage["layers"]["conv_input_precision"]
     bare = _bare([os.path.join(path, "python")], HOST + ("numpy", "PIL", "tensorrt", "tensorrt_rtx"),
-                 "import engines.cli\nsys.exit(engines.cli.main(sys.argv[1:]))\n")
+                 "from inception_deploy.engines import cli\nsys.exit(cli.main(sys.argv[1:]))\n")
     res = subprocess.run([sys.executable, "-I", "-S", "-c", bare, "build", "--onnx-dir", os.path.join(path, "model"),
                           "--target", "jetson-orin", "--out", str(tmp_path / "out2"), "--no-bundle"],
                          capture_output=True, text=True, cwd=str(tmp_path))
@@ -199,8 +201,8 @@ def test_verify_on_device_writes_the_bench_report_with_onnxruntime_standing_in(j
     """The device runner (bundle python/, numpy + Pillow, no torch/onnx package) runs the bundle's INT8 ONNX
     through the same runner interface a TensorRT engine uses, against the host's recorded FP32 logits; the
     report has the host bench's schema and image fingerprint, and gate takes it."""
-    from benchmarks import gate
-    from benchmarks.report import load_report
+    from inception_deploy.benchmarks import gate
+    from inception_deploy.benchmarks.report import load_report
 
     out, path, _ = jetson_bundle
     site = _isolated_site(tmp_path, ["numpy", "numpy.libs", "PIL", "pillow.libs", "onnxruntime"])
@@ -303,3 +305,17 @@ def test_jetson_detection(tmp_path):
     with open(os.path.join(os.path.dirname(__file__), "data", "trt_api", "tensorrt-10.13.json")) as f:
         api = trt_api.from_module(api_surface.stand_in(json.load(f), "tensorrt"))
     assert builder.why_not_here(resolve_target("jetson"), api, info) is None
+
+
+def test_bundle_documents_follow_the_schemas(jetson_bundle, validate_document):
+    """The bundle's manifest, the manifests of the models it carries, its verification set and the
+    target JSON its builder reads, against pipeline/schemas/."""
+    _, path, _ = jetson_bundle
+    for rel in ["SHA256SUMS.json"] + sorted(os.path.relpath(p, path)
+                                            for p in glob.glob(os.path.join(path, "model", "*.json"))):
+        with open(os.path.join(path, rel), encoding="utf-8") as f:
+            validate_document("manifest", json.load(f))
+    with open(os.path.join(path, "eval", "images.json"), encoding="utf-8") as f:
+        validate_document("eval-set", json.load(f))
+    with open(os.path.join(path, "python", "engines", "targets", "jetson-orin.json"), encoding="utf-8") as f:
+        validate_document("target", json.load(f))

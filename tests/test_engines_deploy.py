@@ -12,13 +12,13 @@ import sys
 import numpy as np
 import pytest
 
-from engines import deepstream, eval_set, trtexec
-from engines.bundle import write_bundle
-from engines.deploy_files import copy_hint
-from engines.targets import resolve_target
-from pipeline import manifest as mf
-from pipeline import paths
-from pipeline.errors import UserError
+from inception_deploy.engines import deepstream, eval_set, trtexec
+from inception_deploy.engines.bundle import write_bundle
+from inception_deploy.engines.deploy_files import copy_hint
+from inception_deploy.engines.targets import resolve_target
+from inception_deploy.pipeline import manifest as mf
+from inception_deploy.pipeline import paths
+from inception_deploy.pipeline.errors import UserError
 
 NAME = "cats&dogs v2"
 REFS = os.path.join(paths.REPO_ROOT, ".venv", "test-refs")
@@ -45,7 +45,7 @@ def odd_bundle(tmp_path_factory, engines_onnx_dir):
     root = tmp_path_factory.mktemp("odd")
     onnx_dir = _renamed_copy(engines_onnx_dir, str(root / "onnx"), NAME)
     out = str(root / "out dir & more")
-    res = subprocess.run([sys.executable, "-m", "pipeline", "build", "--onnx-dir", onnx_dir, "--target", "jetson",
+    res = subprocess.run([sys.executable, "-m", "inception_deploy.pipeline", "build", "--onnx-dir", onnx_dir, "--target", "jetson",
                           "--precision", "int8", "--out", out, "--eval-count", "20", "--no-deepstream-check"],
                          capture_output=True, text=True, cwd=paths.REPO_ROOT)
     assert res.returncode == 0, res.stderr
@@ -119,7 +119,7 @@ def test_build_and_verify_scripts_hand_the_builder_exact_arguments(odd_bundle, t
     assert res.returncode == 0, res.stderr
     calls = _calls(fake)
     assert calls[0] == ["-c", "import tensorrt"]
-    assert calls[1] == ["-m", "engines", "build", "--onnx-dir", os.path.join(work, "model"), "--target", "jetson-orin",
+    assert calls[1] == ["-m", "inception_deploy.engines", "build", "--onnx-dir", os.path.join(work, "model"), "--target", "jetson-orin",
                         "--precision", "fp16", "--out", os.path.join(work, "out"), "--no-bundle", "--softmax"]
     res = subprocess.run([os.path.join(work, "build_on_device.sh"), "fp32"], capture_output=True, text=True, env=env)
     assert res.returncode == 2 and "this bundle builds int8|fp16" in res.stderr      # no FP32 ONNX: not offered
@@ -128,9 +128,9 @@ def test_build_and_verify_scripts_hand_the_builder_exact_arguments(odd_bundle, t
                          capture_output=True, text=True, env=env)
     assert res.returncode == 0, res.stderr
     calls = _calls(fake)
-    assert ["-m", "engines", "build", "--onnx-dir", os.path.join(work, "model"), "--target", "jetson-orin",
+    assert ["-m", "inception_deploy.engines", "build", "--onnx-dir", os.path.join(work, "model"), "--target", "jetson-orin",
             "--precision", "int8", "--out", os.path.join(work, "out"), "--no-bundle", "--dla-core", "1"] in calls
-    assert calls[-1] == ["-m", "benchmarks.device_verify", "--bundle", work, "--target", "jetson-orin", "--precision",
+    assert calls[-1] == ["-m", "inception_deploy.benchmarks.device_verify", "--bundle", work, "--target", "jetson-orin", "--precision",
                          "int8", "--dla-core", "1", "--out", os.path.join(work, "out", "verify", "int8"),
                          "--iterations", "3"]
 
@@ -175,7 +175,7 @@ def test_dla_int8_builds_from_the_calibration_cache_and_a_qdq_model_is_refused(t
     assert "--int8 --fp16 --calib=model/model.int8.calib.cache --useDLACore=0 --allowGPUFallback" in text
     assert "int8-dla0/model.engine" in text and "--stronglyTyped" not in text.split("int8)")[1].split(";;")[0]
     with pytest.raises(UserError) as e:
-        from engines.inputs import locate
+        from inception_deploy.engines.inputs import locate
         locate(os.path.join(engines_onnx_dir, "model.int8.onnx"), orin, "int8", dla_core=0)
     assert "calibration scales, not from Q/DQ nodes" in str(e.value) and "--dla-core -1" in str(e.value)
 
@@ -183,8 +183,8 @@ def test_dla_int8_builds_from_the_calibration_cache_and_a_qdq_model_is_refused(t
 def test_deepstream_reads_the_runtimes_label_and_probability(engines_onnx_dir, val_dir):
     """nvinfer's default classifier parser (value > threshold and > 0, first maximum wins) on the softmax
     output gives the Classifier's top-1 label and probability; on raw logits it often gives no label."""
-    from runtime import Classifier
-    from runtime.classifier import softmax
+    from inception_deploy.runtime import Classifier
+    from inception_deploy.runtime.classifier import softmax
 
     with Classifier.load(os.path.join(engines_onnx_dir, "model.onnx"), providers=["CPUExecutionProvider"]) as clf:
         folder = eval_set.choose(val_dir, clf.labels, 50, 0)

@@ -6,12 +6,12 @@ import shutil
 import subprocess
 import sys
 
-from engines.builder import build_engine
-from pipeline import paths
+from inception_deploy.engines.builder import build_engine
+from inception_deploy.pipeline import paths
 
 
 def run(*args):
-    return subprocess.run([sys.executable, "-m", "pipeline", "inspect", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "inception_deploy.pipeline", "inspect", *args], capture_output=True, text=True,
                           cwd=paths.REPO_ROOT)
 
 

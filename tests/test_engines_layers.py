@@ -2,7 +2,7 @@
 build logs in test_engines_build.py). Full TensorRT cannot run here: these lines follow the shapes
 of NVIDIA's published VERBOSE logs (8.x ``name[Float(1,3,224,224)]``, 10.x ``name (Half[...])``,
 ``[DlaLayer]``/``[GpuLayer]`` lines of DLA builds)."""
-from engines.layers import parse_layers, parse_layers_log
+from inception_deploy.engines.layers import parse_layers, parse_layers_log
 
 TRT86_LOG = """[V] [TRT] Layer(Reformat): input_copy, Tactic: 0x00000000000003e8, input[Float(1,3,299,299)] -> q[Int8(1,3,299,299)]
 [I] [TRT] Engine Layer Information:

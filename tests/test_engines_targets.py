@@ -5,10 +5,10 @@ import sys
 
 import pytest
 
-from engines import targets
-from engines.targets import BatchProfile, resolve_target
-from pipeline import paths
-from pipeline.errors import UserError
+from inception_deploy.engines import targets
+from inception_deploy.engines.targets import BatchProfile, resolve_target
+from inception_deploy.pipeline import paths
+from inception_deploy.pipeline.errors import UserError
 
 REQUIRED = {"jetson-orin": ("8.7",), "jetson-orin-nano": ("8.7",), "jetson-orin-nx-8gb": ("8.7",), "jetson-xavier": ("7.2",),
             "datacenter-hopper": ("9.0",), "datacenter-ampere": ("8.0", "8.6"), "datacenter-ada": ("8.9",),
@@ -143,7 +143,7 @@ def test_batch_profile_parsing():
 
 
 def test_targets_command_lists_every_target_and_alias():
-    res = subprocess.run([sys.executable, "-m", "pipeline", "targets"], capture_output=True, text=True,
+    res = subprocess.run([sys.executable, "-m", "inception_deploy.pipeline", "targets"], capture_output=True, text=True,
                          cwd=paths.REPO_ROOT)
     assert res.returncode == 0, res.stderr
     for name in REQUIRED:

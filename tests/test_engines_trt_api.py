@@ -10,8 +10,8 @@ import os
 
 import pytest
 
-from engines import api_surface, builder, host, targets, trt_api
-from pipeline.errors import Unsupported, UserError
+from inception_deploy.engines import api_surface, builder, host, targets, trt_api
+from inception_deploy.pipeline.errors import Unsupported, UserError
 
 DATA = os.path.join(os.path.dirname(__file__), "data", "trt_api")
 GENERATIONS = ("tensorrt-8.5", "tensorrt-8.6", "tensorrt-10.13", "tensorrt-11.1", "tensorrt_rtx-1.7")
@@ -171,7 +171,7 @@ def test_cache_calibrator_serves_the_cache_and_no_data():
     the pybind11 base, as the real module's IInt8EntropyCalibrator2 is subclassed."""
     import types
 
-    from engines import trt_hooks
+    from inception_deploy.engines import trt_hooks
 
     class Base(object):
         def __init__(self):
@@ -210,3 +210,19 @@ def test_target_capabilities_match_what_each_generation_really_has(name, flavour
                 builder.resolve_network_mode(caps, orin, precision, core)
             continue
         assert builder.resolve_network_mode(caps, orin, precision, core) == want
+
+
+def test_every_supported_generation_has_what_the_builder_requires():
+    """The builder uses only build_serialized_network and memory-pool limits (TensorRT 8.4+); each
+    supported generation has both, and an older API (pre-8.4: max_workspace_size, no memory pools)
+    is refused in one line naming what it lacks."""
+    for name in GENERATIONS:
+        builder.require_builder_api(api_of(name))
+    old = surface("tensorrt-8.5")
+    old["classes"]["IBuilderConfig"] = [n for n in old["classes"]["IBuilderConfig"] if n != "set_memory_pool_limit"]
+    old["classes"]["Builder"] = [n for n in old["classes"]["Builder"] if n != "build_serialized_network"]
+    with pytest.raises(Unsupported) as e:
+        builder.require_builder_api(trt_api.from_module(api_surface.stand_in(old, "tensorrt")))
+    text = str(e.value)
+    assert "set_memory_pool_limit" in text and "build_serialized_network" in text and "TensorRT 8.5" in text
+    assert "\n" not in text and e.value.exit_code == 3

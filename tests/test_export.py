@@ -7,14 +7,15 @@ import onnx
 import pytest
 import torch
 
-from pipeline import manifest as mf
-from pipeline import paths
-from pipeline.cli import main as cli
-from pipeline.datasets import open_image_folder, select
-from pipeline.errors import CheckFailed, UserError
-from pipeline.export import ParityTolerance, ort_session, run_export
-from pipeline.models.batchnorm import reestimate_batchnorm
-from pipeline.models.sources import resolve_model
+from inception_deploy.pipeline import manifest as mf
+from inception_deploy.pipeline import paths
+from inception_deploy.pipeline.cli import main as cli
+from inception_deploy.pipeline.datasets import open_image_folder, select
+from inception_deploy.pipeline.errors import CheckFailed, UserError
+from inception_deploy.pipeline.export import ParityTolerance, run_export
+from inception_deploy.pipeline.onnx_io import ort_session
+from inception_deploy.pipeline.models.batchnorm import reestimate_batchnorm
+from inception_deploy.pipeline.models.sources import resolve_model
 
 
 def test_test_model_export_manifest_and_metadata(test_model_onnx, test_model):
@@ -77,7 +78,7 @@ def test_full_size_architectures_export_with_meaningful_parity(arch, tmp_path, v
 
 
 def test_aux_head_is_accepted_reported_and_not_exported(tmp_path, val_dir):
-    from pipeline.models.timm_compat import import_timm
+    from inception_deploy.pipeline.models.timm_compat import import_timm
     from safetensors.torch import save_file
 
     timm = import_timm()
@@ -125,7 +126,7 @@ def test_checkpoint_sources_and_mismatch_message(tmp_path, test_model):
 
 
 def test_local_dir_fp32_and_fp16_weights_give_the_same_model(tmp_path, test_model):
-    from pipeline.models.model_folder import save_model_folder
+    from inception_deploy.pipeline.models.model_folder import save_model_folder
 
     save_model_folder(test_model.module, str(tmp_path / "fp32"), "tiny_inception", test_model.pretrained_cfg,
                       test_model.label_names, test_model.label_descriptions, dtype=torch.float32)

@@ -8,9 +8,9 @@ import tomllib
 import yaml
 from packaging.requirements import Requirement
 
-from engines.cli import version_matrix
-from engines.targets import resolve_target
-from pipeline import paths
+from inception_deploy.engines.cli import version_matrix
+from inception_deploy.engines.targets import resolve_target
+from inception_deploy.pipeline import paths
 
 ROOT = paths.REPO_ROOT
 
@@ -62,7 +62,7 @@ def test_readme_version_matrix_is_the_generated_one():
     body = readme[readme.index("\n", start) + 1:readme.index("<!-- end of version matrix -->")]
     assert body == version_matrix(), "README's version matrix is stale: paste `inception-deploy targets --markdown`"
     assert "| `jetson-orin` |" in body and "| 12.6 | 3.10 | 7.1 |" in body and "| 11.4 | 3.8 | 6.3 |" in body
-    res = subprocess.run([sys.executable, "-m", "pipeline", "targets", "--markdown"], capture_output=True, text=True,
+    res = subprocess.run([sys.executable, "-m", "inception_deploy.pipeline", "targets", "--markdown"], capture_output=True, text=True,
                          cwd=ROOT)
     assert res.returncode == 0 and res.stdout == version_matrix()
 
@@ -87,3 +87,31 @@ def test_ci_example_scales_out_to_device_runners_and_gates_them_together():
     assert "inception-deploy gate" in script and "--junit" in script and "exit $status" in script
     bundles = " ".join(str(s.get("run", "")) for s in jobs["gate"]["steps"])
     assert all(e["target"] in bundles for e in matrix) and "make engine" in bundles
+
+
+def test_the_five_folders_install_under_one_namespace():
+    """pyproject lists every package folder (an __init__.py) under inception_deploy.*, maps each top-level
+    folder onto its name, and the command's entry point and version come from the namespace."""
+    with open(os.path.join(ROOT, "pyproject.toml"), "rb") as f:
+        cfg = tomllib.load(f)
+    folders = ("pipeline", "engines", "runtime", "benchmarks", "calibration")
+    found = {"inception_deploy"}
+    for top in folders:
+        for dirpath, _, names in os.walk(os.path.join(ROOT, top)):
+            if "__init__.py" in names:
+                found.add("inception_deploy." + os.path.relpath(dirpath, ROOT).replace(os.sep, "."))
+    setuptools = cfg["tool"]["setuptools"]
+    assert set(setuptools["packages"]) == found
+    assert setuptools["package-dir"] == {"inception_deploy." + f: f for f in folders}
+    assert cfg["project"]["scripts"]["inception-deploy"] == "inception_deploy.pipeline.cli:main"
+    assert setuptools["dynamic"]["version"]["attr"] == "inception_deploy.pipeline.__version__"
+    res = subprocess.run([sys.executable, "-I", "-c", "import pipeline"], capture_output=True, text=True, cwd="/")
+    assert res.returncode != 0 and "No module named 'pipeline'" in res.stderr   # no generic top-level name
+
+
+def test_no_code_uses_the_short_package_names():
+    """Code merged from a branch that imports by the short names (the package without inception_deploy.) fails here:
+    run python tools/namespace_imports.py."""
+    res = subprocess.run([sys.executable, os.path.join("tools", "namespace_imports.py"), "--check"],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert res.returncode == 0, res.stdout

@@ -14,13 +14,13 @@ import sys
 import onnx
 import pytest
 
-from pipeline import manifest as mf
-from pipeline import paths
-from pipeline.errors import UserError
+from inception_deploy.pipeline import manifest as mf
+from inception_deploy.pipeline import paths
+from inception_deploy.pipeline.errors import UserError
 
 
 def run_cli(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "pipeline", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "inception_deploy.pipeline", *args], capture_output=True, text=True,
                           cwd=paths.REPO_ROOT, env=env)
 
 
@@ -66,7 +66,7 @@ def test_int8_model_beside_another_runs_cache_is_refused_by_every_consumer(onnx_
         line = one_error_line(res)
         assert "come from different calibrate runs" in line and "make calibrate" in line, line
     assert not (tmp_path / "out").exists()
-    from runtime import Classifier
+    from inception_deploy.runtime import Classifier
     with pytest.raises(UserError, match="different calibrate runs"):
         Classifier.load(int8)
 
@@ -178,7 +178,7 @@ def test_bundle_holds_exactly_the_onnx_file_asked_for(onnx_dir, tmp_path):
 
 
 def test_lineage_check_passes_a_consistent_chain_and_finds_the_linked_cache(onnx_dir):
-    from pipeline import lineage
+    from inception_deploy.pipeline import lineage
 
     int8 = os.path.join(onnx_dir, "model.int8.onnx")
     m = lineage.check(int8, expect_kind="onnx-int8")

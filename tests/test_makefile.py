@@ -2,7 +2,7 @@
 import os
 import subprocess
 
-from pipeline import paths
+from inception_deploy.pipeline import paths
 
 
 def dry_run(target, **env):

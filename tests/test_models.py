@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from pipeline.models.info import model_info
-from pipeline.models.timm_compat import import_timm
+from inception_deploy.pipeline.models.info import model_info
+from inception_deploy.pipeline.models.timm_compat import import_timm
 
 timm = import_timm()
 
@@ -82,3 +82,45 @@ def test_project_architectures_speak_timms_classifier_api():
             assert model.forward_head(model.forward_features(x), pre_logits=True).shape == (2, feats)
             model.reset_classifier(3)
             assert model(x).shape == (2, 3) and model.get_classifier().out_features == 3
+
+
+def _hand_counted_macs(model, input_shape):
+    """The table's previous figures: each Conv2d's and Linear's multiply-accumulates counted by
+    hand from its output shape, summed per stage (what torch.utils.flop_counter now does)."""
+    from torch import nn
+
+    from inception_deploy.pipeline.models.info import _top_blocks
+
+    totals = {}
+    hooks = []
+    for path, block in _top_blocks(model):
+        def count(m, i, o, path=path):
+            if isinstance(m, nn.Conv2d):
+                kh, kw = m.kernel_size
+                n = o.numel() // o.shape[0] * (m.in_channels // m.groups) * kh * kw
+            elif isinstance(m, nn.Linear):
+                n = o.numel() // o.shape[0] * m.in_features
+            else:
+                return
+            totals[path] = totals.get(path, 0) + n
+        hooks += [layer.register_forward_hook(count) for layer in block.modules()]
+    with torch.no_grad():
+        model.eval()(torch.zeros((1,) + tuple(input_shape)))
+    for h in hooks:
+        h.remove()
+    return totals
+
+
+@pytest.mark.parametrize("arch,size", [("tiny_inception", (3, 56, 56)), ("inception_v4", (3, 107, 107))])
+def test_flop_counter_macs_equal_the_hand_counted_table(arch, size):
+    """Every block's MACs from torch.utils.flop_counter equal the hand count, and so the total
+    (inception_v4 at 107x107 to keep it fast: the count is per layer, the size does not matter)."""
+    from inception_deploy.pipeline.models.info import _block_macs, _top_blocks
+
+    model = timm.create_model(arch, num_classes=200)
+    blocks = _top_blocks(model)
+    with torch.no_grad():
+        counted = _block_macs(model.eval(), blocks, size, {})
+    hand = _hand_counted_macs(model, size)
+    assert counted == {idx: hand.get(path, 0) for idx, (path, _) in enumerate(blocks)}
+    assert model_info(model, size).macs == sum(hand.values()) > 0

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline.errors import UserError
-from pipeline.preprocess import FRAME_TOLERANCE, Preprocessing, check_frame
+from inception_deploy.pipeline.errors import UserError
+from inception_deploy.pipeline.preprocess import FAST_FRAME_TOLERANCE, FRAME_TOLERANCE, Preprocessing, check_frame
 
 CFGS = {
     "inception_v4": {"input_size": (3, 299, 299), "interpolation": "bicubic", "crop_pct": 0.875,
@@ -27,7 +27,7 @@ def _photos(photos_dir, n=None):
 
 @pytest.mark.parametrize("name", sorted(CFGS))
 def test_pil_path_is_bit_exact_with_timm_eval_transform(name, photos_dir):
-    from pipeline.models.timm_compat import import_timm
+    from inception_deploy.pipeline.models.timm_compat import import_timm
 
     timm = import_timm()
     cfg = CFGS[name]
@@ -55,21 +55,26 @@ def test_greyscale_cmyk_rgba_are_converted(photos_dir):
 
 
 def test_frame_path_matches_pil_path_within_stated_tolerance(photos_dir):
-    """Pillow resampler bit-exact, numpy resampler within FRAME_TOLERANCE: every shared photo (68x121 .. 2400x1600, greyscale ones included) as an OpenCV BGR frame."""
+    """Exact path: Pillow resampler bit-exact, numpy resampler within FRAME_TOLERANCE; fast path (the
+    default): within FAST_FRAME_TOLERANCE. Every shared photo (68x121 .. 2400x1600, greyscale ones
+    included) as an OpenCV BGR frame."""
     for name in ("inception_v4", "tiny_inception"):
         pre = Preprocessing.from_pretrained_cfg(CFGS[name])
         levels = 255.0 * np.asarray(pre.std, dtype=np.float32).reshape(3, 1, 1)  # back to grey levels
-        worst_max = worst_mean = 0.0
+        worst = {"numpy": [0.0, 0.0], "fast": [0.0, 0.0]}
         for path in _photos(photos_dir):
             with Image.open(path) as img:
                 rgb = img.convert("RGB")
             frame = np.ascontiguousarray(np.asarray(rgb)[:, :, ::-1])
             ref = pre.image(rgb)
-            assert np.array_equal(pre.frame(frame), ref), path          # Pillow resampler: bit-exact
-            d = np.abs(pre.frame(frame, resampler="numpy") - ref) * levels
-            worst_max, worst_mean = max(worst_max, float(d.max())), max(worst_mean, float(d.mean()))
-        assert worst_max <= FRAME_TOLERANCE["max_levels"] + 1e-3, (name, worst_max)
-        assert worst_mean <= FRAME_TOLERANCE["mean_levels"], (name, worst_mean)
+            assert np.array_equal(pre.frame(frame, path="exact"), ref), path          # Pillow resampler: bit-exact
+            for key, got in (("numpy", pre.frame(frame, path="exact", resampler="numpy")), ("fast", pre.frame(frame))):
+                d = np.abs(got - ref) * levels
+                worst[key] = [max(worst[key][0], float(d.max())), max(worst[key][1], float(d.mean()))]
+        assert worst["numpy"][0] <= FRAME_TOLERANCE["max_levels"] + 1e-3, (name, worst)
+        assert worst["numpy"][1] <= FRAME_TOLERANCE["mean_levels"], (name, worst)
+        assert worst["fast"][0] <= FAST_FRAME_TOLERANCE["max_levels"] + 1e-3, (name, worst)
+        assert worst["fast"][1] <= FAST_FRAME_TOLERANCE["mean_levels"], (name, worst)
 
 
 @pytest.mark.parametrize("bad, needle", [

@@ -10,10 +10,10 @@ import time
 
 import pytest
 
-from pipeline import manifest as mf
-from pipeline import paths, publish
-from pipeline.errors import UserError
-from pipeline.summary import summarize
+from inception_deploy.pipeline import manifest as mf
+from inception_deploy.pipeline import paths, publish
+from inception_deploy.pipeline.errors import UserError
+from inception_deploy.pipeline.summary import summarize
 
 
 def dead_pid() -> int:
@@ -26,7 +26,7 @@ def dead_pid() -> int:
 HOLD_LOCK = """
 import sys, time
 sys.path.insert(0, {root!r})
-from pipeline import publish
+from inception_deploy.pipeline import publish
 with publish.RunLock({folder!r}, "test holder"):
     print("held", flush=True)
     time.sleep(60)
@@ -133,7 +133,7 @@ def test_a_publication_killed_after_its_commit_point_is_finished_by_the_next_run
 
 
 def test_atomic_temp_files_carry_the_writer_pid(tmp_path):
-    from pipeline import atomic
+    from inception_deploy.pipeline import atomic
 
     seen = []
     with atomic.atomic_path(str(tmp_path / "x.json")) as tmp:
@@ -144,7 +144,7 @@ def test_atomic_temp_files_carry_the_writer_pid(tmp_path):
 
 def test_a_run_killed_with_sigkill_leaves_nothing_the_next_run_keeps(tmp_path):
     """A writer killed -9 while staging: nothing at the final names, and the next run removes its staging."""
-    script = ("import sys, time\nsys.path.insert(0, %r)\nfrom pipeline import publish\n"
+    script = ("import sys, time\nsys.path.insert(0, %r)\nfrom inception_deploy.pipeline import publish\n"
               "with publish.RunLock(%r, 'w'):\n"
               "    with publish.Publication(%r) as pub:\n"
               "        open(pub.add(%r), 'w').write('partial')\n"

@@ -12,8 +12,8 @@ import sys
 import numpy as np
 import pytest
 
-from pipeline import manifest as mf
-from pipeline import paths
+from inception_deploy.pipeline import manifest as mf
+from inception_deploy.pipeline import paths
 
 EXAMPLE = os.path.join(paths.REPO_ROOT, "examples", "camera_classify.py")
 PHOTOS_IN_VIDEO = 10
@@ -72,7 +72,7 @@ def decoded_frames(path: str):
 
 
 def test_example_runs_headless_on_the_video_and_prints_the_classifier_top5(video, test_model_onnx):
-    from runtime import Classifier
+    from inception_deploy.runtime import Classifier
 
     res = run_example(test_model_onnx, "--source", video, "--headless", "--json")
     assert res.returncode == 0, res.stderr[-2000:]
@@ -107,7 +107,7 @@ def test_example_without_display_falls_back_to_printing(video, test_model_onnx):
 
 def test_example_unusable_sources_exit_2_with_a_sentence(test_model_onnx, tmp_path):
     res = run_example(test_model_onnx, "--source", str(tmp_path / "missing.mp4"), "--headless")
-    assert res.returncode == 2 and "video file not found" in res.stderr
+    assert res.returncode == 2 and "source not found" in res.stderr
     empty = tmp_path / "empty.avi"
     empty.write_bytes(b"")
     res = run_example(test_model_onnx, "--source", str(empty), "--headless")
@@ -138,3 +138,25 @@ def test_example_is_python_3_8_and_device_side():
     res = subprocess.run([vermin, "--no-tips", "--violations", "-t=3.8-", "--eval-annotations", "--backport", "typing",
                           EXAMPLE], capture_output=True, text=True)
     assert res.returncode == 0, res.stdout + res.stderr
+
+
+@pytest.mark.parametrize("option, value, needle", [
+    ("--top-k", "0", "--top-k must be a positive number of classes, got 0"),
+    ("--max-frames", "-1", "--max-frames must be 0 (until the source ends) or a positive number of frames, got -1"),
+    ("--threshold", "1.5", "--threshold is a probability between 0 and 1"),
+    ("--smoothing", "0", "--smoothing is the weight of the newest frame"),
+])
+def test_out_of_range_options_are_one_error_line_each(option, value, needle, video, test_model_onnx):
+    """Issue 18: --top-k 0 gave a traceback, --max-frames -1 "the source delivered no frames"."""
+    res = run_example(test_model_onnx, "--source", video, "--headless", option, value)
+    assert res.returncode == 2 and res.stdout == ""
+    assert res.stderr.splitlines() == ["error: " + needle] or (
+        len(res.stderr.splitlines()) == 1 and res.stderr.startswith("error: " + needle)), res.stderr
+
+
+def test_print_pipeline_needs_no_model_and_no_camera():
+    res = run_example("not-built-yet.engine", "--source", "csi://0", "--width", "1920", "--height", "1080",
+                      "--print-pipeline")
+    assert res.returncode == 0, res.stderr
+    assert "nvarguscamerasrc sensor-id=0" in res.stdout and "width=1920,height=1080" in res.stdout
+    assert "gst-launch-1.0 -v nvarguscamerasrc" in res.stdout

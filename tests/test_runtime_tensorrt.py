@@ -29,12 +29,12 @@ import pytest
 import tensorrt_rtx
 from cuda.bindings import runtime as real_cudart
 
-from engines.trt_api import from_module
-from pipeline import manifest as mf
-from pipeline.errors import Unsupported, UserError
-from pipeline.preprocess import Preprocessing
-from runtime.backends import tensorrt as trt_backend
-from runtime.backends.cudamem import CudaError, CudaRuntimeApi, PycudaApi
+from inception_deploy.engines.trt_api import from_module
+from inception_deploy.pipeline import manifest as mf
+from inception_deploy.pipeline.errors import Unsupported, UserError
+from inception_deploy.pipeline.preprocess import Preprocessing
+from inception_deploy.runtime.backends import tensorrt as trt_backend
+from inception_deploy.runtime.backends.cudamem import CudaError, CudaRuntimeApi, PycudaApi
 
 OK = real_cudart.cudaError_t.cudaSuccess
 H = W = 8
@@ -887,7 +887,7 @@ def test_pycuda_path_moves_the_same_bytes_and_balances_context_push_pop(monkeypa
 
 # -- the Classifier on the TensorRT path ------------------------------------------------------------
 def test_classifier_on_an_engine_uses_the_same_runner_and_preprocessing(monkeypatch, engine):
-    from runtime import Classifier
+    from inception_deploy.runtime import Classifier
 
     world = FakeWorld()
     install(monkeypatch, world)
@@ -918,7 +918,7 @@ def test_the_flavour_comes_from_the_engine_manifest(monkeypatch, engine):
         backend(world, engine).activate()
     assert ("load", "load_tensorrt", ("tensorrt_rtx",)) in world.calls and "deserialize_cuda_engine" not in world.names()
     # the real import: this host has tensorrt_rtx but no tensorrt, and a plain-TensorRT plan never gets tensorrt_rtx
-    from engines.trt_api import import_tensorrt
+    from inception_deploy.engines.trt_api import import_tensorrt
     with pytest.raises(Unsupported, match="tensorrt"):
         import_tensorrt(prefer="tensorrt", only=True)
     assert import_tensorrt(prefer="tensorrt_rtx", only=True).flavour == "tensorrt_rtx"
@@ -927,8 +927,8 @@ def test_the_flavour_comes_from_the_engine_manifest(monkeypatch, engine):
 def test_threads_share_one_deserialized_engine_with_a_context_each(monkeypatch, trt_engine):
     import threading
 
-    from runtime import Classifier
-    from runtime.backends import trt_shared
+    from inception_deploy.runtime import Classifier
+    from inception_deploy.runtime.backends import trt_shared
 
     world = FakeWorld("tensorrt")
     install(monkeypatch, world)

@@ -7,8 +7,8 @@ import sys
 import numpy as np
 import torch
 
-from pipeline.datasets import open_image_folder, select
-from pipeline.models.sources import resolve_model
+from inception_deploy.pipeline.datasets import open_image_folder, select
+from inception_deploy.pipeline.models.sources import resolve_model
 
 
 def test_standin_folder_loads_is_labelled_untrained_and_not_degenerate(tmp_path, val_dir):

@@ -5,10 +5,10 @@ import os
 import numpy as np
 import torch
 
-from pipeline.labels import read_wnids
-from pipeline.models.model_folder import save_model_folder
-from pipeline.models.sources import resolve_model
-from pipeline.models.timm_compat import import_timm
+from inception_deploy.pipeline.labels import read_wnids
+from inception_deploy.pipeline.models.model_folder import save_model_folder
+from inception_deploy.pipeline.models.sources import resolve_model
+from inception_deploy.pipeline.models.timm_compat import import_timm
 from tools import trainer
 
 
@@ -62,7 +62,7 @@ def test_split_join_round_trip_and_refuses_corruption(tmp_path):
 
 
 def test_atomic_writes_get_the_usual_file_mode(tmp_path, test_model):
-    from pipeline.models.model_folder import save_model_folder
+    from inception_deploy.pipeline.models.model_folder import save_model_folder
 
     save_model_folder(test_model.module, str(tmp_path / "m"), "tiny_inception", test_model.pretrained_cfg,
                       test_model.label_names, {})
@@ -80,7 +80,7 @@ def test_packed_shards_label_the_sorted_wnids_whatever_the_wnids_file_order(tmp_
 
     import pytest
 
-    from pipeline import paths
+    from inception_deploy.pipeline import paths
     from tools.train_reference import load_packed, pack, packed_label_names
 
     train = os.path.join(paths.TINY_IMAGENET, "train")

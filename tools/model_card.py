@@ -16,11 +16,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from benchmarks.accuracy import accuracy  # noqa: E402
-from pipeline import atomic, paths  # noqa: E402
-from pipeline.datasets import open_image_folder  # noqa: E402
-from pipeline.models.info import model_info  # noqa: E402
-from pipeline.models.sources import resolve_model  # noqa: E402
+from inception_deploy.benchmarks.accuracy import accuracy  # noqa: E402
+from inception_deploy.pipeline import atomic, paths  # noqa: E402
+from inception_deploy.pipeline.datasets import open_image_folder  # noqa: E402
+from inception_deploy.pipeline.models.info import model_info  # noqa: E402
+from inception_deploy.pipeline.models.sources import resolve_model  # noqa: E402
 
 
 def evaluate(loaded, folder: str) -> Dict[str, float]:

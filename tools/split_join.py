@@ -12,7 +12,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from pipeline import atomic  # noqa: E402
+from inception_deploy.pipeline import atomic  # noqa: E402
 
 
 def _sha(data: bytes) -> str:

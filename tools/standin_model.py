@@ -17,12 +17,12 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import torch  # noqa: E402
 
-from pipeline import paths  # noqa: E402
-from pipeline.datasets import open_image_folder, select  # noqa: E402
-from pipeline.labels import read_class_labels  # noqa: E402
-from pipeline.models.batchnorm import reestimate_batchnorm  # noqa: E402
-from pipeline.models.model_folder import save_model_folder  # noqa: E402
-from pipeline.models.sources import resolve_model  # noqa: E402
+from inception_deploy.pipeline import paths  # noqa: E402
+from inception_deploy.pipeline.datasets import open_image_folder, select  # noqa: E402
+from inception_deploy.pipeline.labels import read_class_labels  # noqa: E402
+from inception_deploy.pipeline.models.batchnorm import reestimate_batchnorm  # noqa: E402
+from inception_deploy.pipeline.models.model_folder import save_model_folder  # noqa: E402
+from inception_deploy.pipeline.models.sources import resolve_model  # noqa: E402
 
 
 def main() -> int:

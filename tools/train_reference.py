@@ -26,10 +26,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from pipeline.datasets import open_image_folder  # noqa: E402
-from pipeline.labels import read_class_labels, read_wnids  # noqa: E402
-from pipeline.models.model_folder import save_model_folder  # noqa: E402
-from pipeline.models.timm_compat import import_timm  # noqa: E402
+from inception_deploy.pipeline.datasets import open_image_folder  # noqa: E402
+from inception_deploy.pipeline.labels import read_class_labels, read_wnids  # noqa: E402
+from inception_deploy.pipeline.models.model_folder import save_model_folder  # noqa: E402
+from inception_deploy.pipeline.models.timm_compat import import_timm  # noqa: E402
 from tools import trainer  # noqa: E402
 
 ARCHS = {"inception_v4": dict(lr=0.8, batch_size=256), "inception_resnet_v2": dict(lr=0.8, batch_size=256)}
@@ -85,7 +85,7 @@ def packed_label_names(folder: str) -> List[str]:
 def load_packed(folder: str, size: int = 64) -> Tuple[np.ndarray, np.ndarray]:
     from PIL import Image
 
-    from pipeline.preprocess import to_rgb
+    from inception_deploy.pipeline.preprocess import to_rgb
 
     xs, ys = [], []
     for path in sorted(glob.glob(os.path.join(folder, "shard-*.npz"))):

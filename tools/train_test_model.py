@@ -15,9 +15,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from pipeline.labels import read_class_labels  # noqa: E402
-from pipeline.models.model_folder import save_model_folder  # noqa: E402
-from pipeline.models.timm_compat import import_timm  # noqa: E402
+from inception_deploy.pipeline.labels import read_class_labels  # noqa: E402
+from inception_deploy.pipeline.models.model_folder import save_model_folder  # noqa: E402
+from inception_deploy.pipeline.models.timm_compat import import_timm  # noqa: E402
 from tools import trainer  # noqa: E402
 
 

@@ -15,8 +15,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pipeline.datasets import open_image_folder
-from pipeline.preprocess import to_rgb
+from inception_deploy.pipeline.datasets import open_image_folder
+from inception_deploy.pipeline.preprocess import to_rgb
 
 
 @dataclass

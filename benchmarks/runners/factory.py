@@ -10,8 +10,9 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
-from pipeline import manifest as mf
-from pipeline.errors import Unsupported, UserError
+from inception_deploy.pipeline import manifest as mf
+from inception_deploy.pipeline.errors import Unsupported, UserError
+from inception_deploy.pipeline.frame_io import frame_input_size
 
 PRECISION_OF_KIND = {"onnx": "fp32", "onnx-fp16": "fp16", "onnx-int8": "int8"}
 RUNNABLE_KINDS = ("onnx", "onnx-fp16", "onnx-int8", "engine")
@@ -42,12 +43,16 @@ class Candidate:
 def candidate_for(path: str) -> Candidate:
     """A candidate for an artifact file, from its manifest; the artifact must pass the lineage check
     (:func:`pipeline.lineage.check`: its manifest, its parent, its calibration, its graph's I/O)."""
-    from pipeline import lineage
+    from inception_deploy.pipeline import lineage
 
     m = lineage.check(path)
     if m.kind not in RUNNABLE_KINDS:
         raise UserError(f"{path} is a {m.kind!r} artifact; bench and verify run "
                         f"{', '.join(RUNNABLE_KINDS)} artifacts")
+    if frame_input_size(m.io):
+        raise UserError(f"{path} takes camera frames (its graph holds the preprocessing); bench and verify measure "
+                        "the network it was made from (its manifest's parent), and `inception-deploy frame-accuracy` "
+                        "measures the frame input against the exact preprocessing")
     if m.kind == "engine":
         precision = str(m.stage.get("precision") or "unknown")
         target = m.stage.get("target")
@@ -79,7 +84,7 @@ def discover(root: str, kinds: Tuple[str, ...] = RUNNABLE_KINDS) -> List[Candida
             m = mf.read(path, verify=False)
         except UserError:
             continue
-        if m.kind not in kinds:
+        if m.kind not in kinds or frame_input_size(m.io):   # frame-input variants: see candidate_for
             continue
         digest = str(m.artifact.get("sha256"))
         if digest in seen:
@@ -109,8 +114,8 @@ def open_runner(candidate: Candidate, device: str = "cpu", threads: int = 0, cud
     """
     if candidate.backend == "pytorch":
         try:
-            from benchmarks.runners.torch_runner import TorchRunner
-            from pipeline.models.sources import resolve_model
+            from inception_deploy.benchmarks.runners.torch_runner import TorchRunner
+            from inception_deploy.pipeline.models.sources import resolve_model
         except ImportError as e:
             raise Unsupported(f"the PyTorch runner needs torch and timm ({e}); install the build extra, or run "
                               "verify with an ONNX reference instead") from None
@@ -124,7 +129,7 @@ def open_runner(candidate: Candidate, device: str = "cpu", threads: int = 0, cud
                            input_shape=(3, size[0], size[1]))
     if candidate.backend == "onnxruntime":
         try:
-            from runtime.backends.onnxruntime import OnnxRuntimeBackend
+            from inception_deploy.runtime.backends.onnxruntime import OnnxRuntimeBackend
         except ImportError as e:
             raise Unsupported(f"ONNX Runtime runner unavailable ({e}); install the runtime extra "
                               "(pip install 'inception-deploy[runtime]')") from None
@@ -133,7 +138,7 @@ def open_runner(candidate: Candidate, device: str = "cpu", threads: int = 0, cud
         return OnnxRuntimeBackend(candidate.path, providers=providers, threads=threads)
     if candidate.backend == "tensorrt":
         try:
-            from runtime.backends.tensorrt import TensorRTBackend
+            from inception_deploy.runtime.backends.tensorrt import TensorRTBackend
         except ImportError as e:
             raise Unsupported(f"TensorRT runner unavailable ({e})") from None
         return TensorRTBackend(candidate.path, cuda_graph=cuda_graph)

@@ -14,8 +14,8 @@ from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 
-from pipeline.errors import Unsupported, UserError
-from runtime.backends.base import Backend
+from inception_deploy.pipeline.errors import Unsupported, UserError
+from inception_deploy.runtime.backends.base import Backend
 
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("fp32", "fp16")
@@ -47,7 +47,7 @@ class TorchRunner(Backend):
     @classmethod
     def from_source(cls, source: str, **kwargs: Any) -> "TorchRunner":
         """Load a model source (timm name, ``local-dir:PATH``, checkpoint) as ``resolve_model`` does."""
-        from pipeline.models.sources import resolve_model
+        from inception_deploy.pipeline.models.sources import resolve_model
 
         return cls(resolve_model(source).module, **kwargs)
 

@@ -54,13 +54,23 @@ def _top_blocks(model: nn.Module) -> List[Tuple[str, nn.Module]]:
     return blocks
 
 
-def _layer_macs(module: nn.Module, out: torch.Tensor) -> int:
-    if isinstance(module, nn.Conv2d):
-        kh, kw = module.kernel_size
-        return out.numel() // out.shape[0] * (module.in_channels // module.groups) * kh * kw
-    if isinstance(module, nn.Linear):
-        return out.numel() // out.shape[0] * module.in_features
-    return 0
+def _block_macs(model: nn.Module, blocks: List[Tuple[str, nn.Module]], input_shape: Tuple[int, int, int],
+                outputs: Dict[int, Tuple[int, ...]]) -> Dict[int, int]:
+    """One image through ``model`` under ``torch.utils.flop_counter``: multiply-accumulates per
+    block (its FLOPs / 2: a convolution or matmul counts 2 per MAC), output shapes into ``outputs``."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    hooks = [block.register_forward_hook(lambda m, i, o, idx=idx: outputs.__setitem__(idx, tuple(o.shape[1:])))
+             for idx, (_, block) in enumerate(blocks)]
+    try:
+        with FlopCounterMode(display=False, depth=None) as counter:
+            model(torch.zeros((1,) + tuple(input_shape)))
+    finally:
+        for h in hooks:
+            h.remove()
+    counts = counter.get_flop_counts()     # keyed "<RootClass>.<path>", every level of the module tree
+    root = type(model).__name__
+    return {idx: sum(counts.get(f"{root}.{path}", {}).values()) // 2 for idx, (path, _) in enumerate(blocks)}
 
 
 @torch.no_grad()
@@ -69,19 +79,7 @@ def model_info(model: nn.Module, input_shape: Tuple[int, int, int]) -> ModelInfo
     model = model.eval()
     blocks = _top_blocks(model)
     outputs: Dict[int, Tuple[int, ...]] = {}
-    macs: Dict[int, int] = {}
-    hooks = []
-    for idx, (_, block) in enumerate(blocks):
-        hooks.append(block.register_forward_hook(
-            lambda m, i, o, idx=idx: outputs.__setitem__(idx, tuple(o.shape[1:]))))
-        for layer in block.modules():
-            hooks.append(layer.register_forward_hook(
-                lambda m, i, o, idx=idx: macs.__setitem__(idx, macs.get(idx, 0) + _layer_macs(m, o))))
-    try:
-        model(torch.zeros((1,) + tuple(input_shape)))
-    finally:
-        for h in hooks:
-            h.remove()
+    macs = _block_macs(model, blocks, input_shape, outputs)
 
     info = ModelInfo(input_shape=tuple(input_shape))
     for idx, (path, block) in enumerate(blocks):

@@ -10,8 +10,8 @@ from typing import Any, Dict, List, Mapping, Optional
 
 import torch
 
-from pipeline import atomic
-from pipeline.errors import UserError
+from inception_deploy.pipeline import atomic
+from inception_deploy.pipeline.errors import UserError
 
 CONFIG = "config.json"
 WEIGHTS = "model.safetensors"

@@ -13,14 +13,15 @@ from typing import Any, Dict, List, Mapping, Optional
 
 import torch
 
-from pipeline.errors import UserError
-from pipeline.models.model_folder import WEIGHTS, read_config
-from pipeline.models.timm_compat import import_timm
-from pipeline.preprocess import Preprocessing
+from inception_deploy.pipeline.errors import UserError
+from inception_deploy.pipeline.models.model_folder import WEIGHTS, read_config
+from inception_deploy.pipeline.models.timm_compat import import_timm
+from inception_deploy.pipeline.preprocess import Preprocessing
 
 OFFLINE_ALTERNATIVES = ("a local model folder (--model local-dir:PATH with config.json + model.safetensors), "
                         "or a checkpoint file (--model weights.safetensors|.pth --arch NAME [--num-classes N])")
 AUX_HEADS = ("AuxLogits",)   # attribute names of training-only auxiliary classifiers
+CFG_NOT_RECORDED = ("label_names", "label_descriptions")
 
 
 @dataclass
@@ -55,7 +56,7 @@ def state_dict_sha256(module: torch.nn.Module) -> str:
 
 
 def _file_sha256(path: str) -> str:
-    from pipeline.hashing import file_sha256
+    from inception_deploy.pipeline.hashing import file_sha256
     return file_sha256(path)
 
 
@@ -68,12 +69,18 @@ def _default_labels(num_classes: int) -> "tuple[List[str], Dict[str, str]]":
     return [f"class_{i}" for i in range(num_classes)], {}
 
 
-def _create(arch: str, num_classes: Optional[int], pretrained: bool = False, **kwargs: Any) -> torch.nn.Module:
+def _check_architecture(arch: str) -> Any:
+    """timm, once ``arch`` is known to it (else a UserError naming close names)."""
     timm = import_timm()
     if not timm.is_model(arch):
         close = timm.list_models(f"*{arch.split('.')[0][:8]}*")[:6]
         raise UserError(f"unknown architecture {arch!r}; expected a timm model name"
                         + (f" (close: {', '.join(close)})" if close else " (see timm.list_models())"))
+    return timm
+
+
+def _create(arch: str, num_classes: Optional[int], pretrained: bool = False, **kwargs: Any) -> torch.nn.Module:
+    timm = _check_architecture(arch)
     if num_classes is not None:
         kwargs["num_classes"] = num_classes
     if pretrained:
@@ -122,6 +129,17 @@ def _load_state(module: torch.nn.Module, state: Mapping[str, torch.Tensor], wher
     module.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
 
 
+def _checkpoint_keys(path: str) -> List[str]:
+    """The tensor names of a .safetensors file, from its header alone."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(path, framework="pt") as f:
+            return list(f.keys())
+    except Exception as e:
+        raise UserError(f"cannot read {path} as safetensors ({e})") from None
+
+
 def _read_checkpoint(path: str) -> Dict[str, torch.Tensor]:
     if path.endswith(".safetensors"):
         from safetensors.torch import load_file
@@ -144,58 +162,89 @@ def _read_checkpoint(path: str) -> Dict[str, torch.Tensor]:
     return {k[len("module."):] if k.startswith("module.") else k: v for k, v in obj.items()}
 
 
+@dataclass
+class _Source:
+    """What one source kind yields before the common finish (aux heads dropped, fp32, eval)."""
+
+    module: torch.nn.Module
+    architecture: str
+    name: str
+    pretrained_cfg: Dict[str, Any]
+    label_names: List[str]
+    label_descriptions: Dict[str, str]
+    weights_file_sha256: Optional[str] = None
+    notes: List[str] = field(default_factory=list)
+
+
 def resolve_model(source: str, arch: Optional[str] = None, num_classes: Optional[int] = None,
                   pretrained: bool = False) -> LoadedModel:
     """Load ``source`` as an fp32 eval-mode model (see the module docstring for the forms)."""
-    notes: List[str] = []
-    file_sha = None
     if source.startswith("local-dir:"):
-        folder = source[len("local-dir:"):]
-        config = read_config(folder)
-        arch_name = config["architecture"]
-        cfg = dict(config.get("pretrained_cfg") or {})
-        labels = list(config.get("label_names") or cfg.get("label_names") or [])
-        descriptions = dict(config.get("label_descriptions") or cfg.get("label_descriptions") or {})
-        n = int(config.get("num_classes") or cfg.get("num_classes") or len(labels))
-        weights_path = os.path.join(folder, WEIGHTS)
-        state = _read_checkpoint(weights_path)
-        aux = any(k.startswith(AUX_HEADS) for k in state)
-        module = _create(arch_name, n, **({"aux_logits": True} if aux else {}))
-        _load_state(module, state, weights_path)
-        file_sha = _file_sha256(weights_path)
-        name = os.path.basename(os.path.normpath(folder))
-        base_cfg = dict(module.pretrained_cfg)
-        base_cfg.update(cfg)
-        cfg = base_cfg
-        if not labels:
-            labels, descriptions = _default_labels(n)
+        loaded = from_model_folder(source[len("local-dir:"):])
     elif os.path.splitext(source)[1] in (".safetensors", ".pth", ".pt", ".bin"):
-        if not os.path.isfile(source):
-            raise UserError(f"checkpoint not found: {source}")
-        if not arch:
-            raise UserError(f"a checkpoint file needs --arch NAME (and --num-classes N if not 1000): {source}")
-        state = _read_checkpoint(source)
-        aux = any(k.startswith(AUX_HEADS) for k in state)
-        module = _create(arch, num_classes, **({"aux_logits": True} if aux else {}))
-        _load_state(module, state, source)
-        file_sha = _file_sha256(source)
-        arch_name, name = arch, os.path.splitext(os.path.basename(source))[0]
-        cfg = dict(module.pretrained_cfg)
-        labels, descriptions = _default_labels(int(getattr(module, "num_classes", num_classes or 1000)))
+        loaded = from_checkpoint(source, arch, num_classes)
     else:
         if os.path.exists(source):
             raise UserError(f"{source} exists but is not a model source; expected local-dir:PATH for a model "
                             "folder, or a .safetensors/.pth/.pt checkpoint with --arch")
-        arch_name = source[len("timm:"):] if source.startswith("timm:") else source
-        module = _create(arch_name, num_classes, pretrained=pretrained)
-        name = arch_name
-        cfg = dict(module.pretrained_cfg)
-        labels, descriptions = _default_labels(int(module.num_classes))
-        if not pretrained:
-            notes.append("random-init weights (seed 0): outputs are degenerate, useful for shapes and export only")
-    _strip_aux(module, notes)
-    module = module.float().eval()
-    cfg = {k: v for k, v in cfg.items() if k not in ("label_names", "label_descriptions")}
-    return LoadedModel(module=module, name=name, architecture=arch_name, source=source,
-                       pretrained_cfg=cfg, label_names=labels, label_descriptions=descriptions,
-                       weights_sha256=state_dict_sha256(module), weights_file_sha256=file_sha, notes=notes)
+        loaded = from_timm_name(source[len("timm:"):] if source.startswith("timm:") else source, num_classes,
+                                pretrained)
+    _strip_aux(loaded.module, loaded.notes)
+    module = loaded.module.float().eval()
+    cfg = {k: v for k, v in loaded.pretrained_cfg.items() if k not in CFG_NOT_RECORDED}
+    return LoadedModel(module=module, name=loaded.name, architecture=loaded.architecture, source=source,
+                       pretrained_cfg=cfg, label_names=loaded.label_names,
+                       label_descriptions=loaded.label_descriptions, weights_sha256=state_dict_sha256(module),
+                       weights_file_sha256=loaded.weights_file_sha256, notes=loaded.notes)
+
+
+def from_model_folder(folder: str) -> _Source:
+    """A timm / Hugging Face model folder, loaded by timm's own ``local-dir:`` source (config.json:
+    architecture, num_classes, pretrained_cfg, label names and descriptions; model.safetensors).
+    Kept here, what timm lacks: a one-line error for a folder that is not one, the missing and
+    unexpected keys listed when the weights do not fit, training-time aux heads, default labels."""
+    config = read_config(folder)
+    weights_path = os.path.join(folder, WEIGHTS)
+    _check_architecture(config["architecture"])
+    cfg_in = dict(config.get("pretrained_cfg") or {})
+    labels = list(config.get("label_names") or cfg_in.get("label_names") or [])
+    n = int(config.get("num_classes") or cfg_in.get("num_classes") or len(labels))
+    aux = {"aux_logits": True} if any(k.startswith(AUX_HEADS) for k in _checkpoint_keys(weights_path)) else {}
+    timm = import_timm()
+    try:
+        module = timm.create_model("local-dir:" + folder, pretrained=True, num_classes=n, **aux)
+    except Exception as e:     # timm could not load them (strict load, a checkpoint filter): say which keys
+        _load_state(timm.create_model("local-dir:" + folder, pretrained=False, num_classes=n, **aux),
+                    _read_checkpoint(weights_path), weights_path)
+        raise UserError(f"timm could not load {folder}: {str(e).splitlines()[0][:300]}") from None
+    # where this copy was read from is not what the model is: timm's local-dir adds "file" and "source"
+    cfg = {k: v for k, v in module.pretrained_cfg.items() if k not in ("file", "source")}
+    descriptions = dict(config.get("label_descriptions") or cfg.get("label_descriptions") or {})
+    if not labels:
+        labels, descriptions = _default_labels(n)
+    return _Source(module, config["architecture"], os.path.basename(os.path.normpath(folder)), cfg, labels,
+                   descriptions, _file_sha256(weights_path))
+
+
+def from_checkpoint(path: str, arch: Optional[str], num_classes: Optional[int]) -> _Source:
+    """A state_dict file (.safetensors, or .pth/.pt/.bin loaded with weights_only) for ``arch``."""
+    if not os.path.isfile(path):
+        raise UserError(f"checkpoint not found: {path}")
+    if not arch:
+        raise UserError(f"a checkpoint file needs --arch NAME (and --num-classes N if not 1000): {path}")
+    state = _read_checkpoint(path)
+    aux = any(k.startswith(AUX_HEADS) for k in state)
+    module = _create(arch, num_classes, **({"aux_logits": True} if aux else {}))
+    _load_state(module, state, path)
+    labels, descriptions = _default_labels(int(getattr(module, "num_classes", num_classes or 1000)))
+    return _Source(module, arch, os.path.splitext(os.path.basename(path))[0], dict(module.pretrained_cfg), labels,
+                   descriptions, _file_sha256(path))
+
+
+def from_timm_name(arch: str, num_classes: Optional[int], pretrained: bool) -> _Source:
+    """A timm architecture: random init (seed 0), or timm's pretrained weights where a hub is reachable."""
+    module = _create(arch, num_classes, pretrained=pretrained)
+    labels, descriptions = _default_labels(int(module.num_classes))
+    notes = [] if pretrained else ["random-init weights (seed 0): outputs are degenerate, useful for shapes and "
+                                   "export only"]
+    return _Source(module, arch, arch, dict(module.pretrained_cfg), labels, descriptions, notes=notes)

@@ -14,7 +14,7 @@ from torch import nn
 from timm.models._builder import build_model_with_cfg
 from timm.models._registry import generate_default_cfgs, register_model
 
-from pipeline.models.layers import ClassifierBase, ConvBnRelu
+from inception_deploy.pipeline.models.layers import ClassifierBase, ConvBnRelu
 
 
 class InceptionA(nn.Module):

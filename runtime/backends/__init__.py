@@ -8,10 +8,10 @@
 import os
 from typing import Optional, Sequence
 
-from pipeline.errors import UserError
-from runtime.backends.base import Backend
-from runtime.backends.onnxruntime import OnnxRuntimeBackend
-from runtime.backends.tensorrt import TensorRTBackend
+from inception_deploy.pipeline.errors import UserError
+from inception_deploy.runtime.backends.base import Backend
+from inception_deploy.runtime.backends.onnxruntime import OnnxRuntimeBackend
+from inception_deploy.runtime.backends.tensorrt import TensorRTBackend
 
 ENGINE_EXTENSIONS = (".engine", ".plan", ".trt")
 ONNX_EXTENSIONS = (".onnx",)

@@ -1,6 +1,7 @@
 """The one runner interface shared by the runtime (camera apps) and the benchmarks.
 
-A backend turns a preprocessed batch ``(N, 3, H, W) float32`` into logits ``(N, C) float32``.
+A backend turns a preprocessed batch ``(N, 3, H, W) float32`` into logits ``(N, C) float32`` (or,
+for a model with the preprocessing in its graph, a batch of camera frames ``(N, H, W, 3) uint8``).
 Construction is cheap and never touches the accelerator; :meth:`Backend.activate` loads the
 model and allocates what it needs once (sessions, execution contexts, pinned buffers), so a
 benchmark can time loading separately from inference. Device-side: numpy only, Python 3.8.
@@ -19,7 +20,8 @@ class Backend:
       ``"tensorrt_rtx"``;
     - ``max_batch``: the largest batch :meth:`infer` accepts (``None``: no fixed limit);
     - ``input_name`` / ``output_name``: the model's tensor names;
-    - ``input_shape``: ``(3, H, W)`` of one image; ``num_classes``: logits per image (``None`` if unknown);
+    - ``input_shape``: ``(3, H, W)`` of one image (``(H, W, 3)`` for a frame-input model), ``input_dtype``
+      its numpy type (float32, or uint8 for frames); ``num_classes``: logits per image (``None`` if unknown);
     - ``last_gpu_ms``: GPU time of the last :meth:`infer` from CUDA events, ``None`` where the backend
       has no CUDA stream of its own (ONNX Runtime).
 
@@ -31,6 +33,7 @@ class Backend:
     input_name: str = ""
     output_name: str = ""
     input_shape: Optional[Tuple[int, int, int]] = None
+    input_dtype: Any = np.float32
     num_classes: Optional[int] = None
     last_gpu_ms: Optional[float] = None
 
@@ -49,7 +52,8 @@ class Backend:
         return self
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
-        """``(N, 3, H, W) float32`` -> ``(N, C) float32`` logits (a new array the caller owns)."""
+        """``(N, 3, H, W) float32`` (or ``(N, H, W, 3) uint8`` frames) -> ``(N, C) float32`` logits
+        (a new array the caller owns)."""
         if not self._active:
             self.activate()
         self.check_batch(batch)
@@ -89,12 +93,14 @@ class Backend:
 
     def check_batch(self, batch: Any) -> None:
         """Raise ValueError naming what was expected unless ``batch`` fits this model."""
-        if not isinstance(batch, np.ndarray) or batch.dtype != np.float32:
+        dtype = np.dtype(self.input_dtype)
+        layout = "(N, H, W, 3) frames" if dtype == np.uint8 else "(N, 3, H, W)"
+        if not isinstance(batch, np.ndarray) or batch.dtype != dtype:
             what = type(batch).__name__ if not isinstance(batch, np.ndarray) else "dtype %s" % batch.dtype
-            raise ValueError("expected a float32 numpy batch (N, 3, H, W), got %s" % what)
+            raise ValueError("expected a %s numpy batch %s, got %s" % (dtype.name, layout, what))
         expected = self.input_shape
         if batch.ndim != 4 or (expected is not None and tuple(batch.shape[1:]) != tuple(expected)):
-            want = "(N, %d, %d, %d)" % tuple(expected) if expected is not None else "(N, 3, H, W)"
+            want = "(N, %d, %d, %d)" % tuple(expected) if expected is not None else layout
             raise ValueError("expected a batch of shape %s, got %s" % (want, tuple(batch.shape)))
         if batch.shape[0] < 1:
             raise ValueError("expected at least one image in the batch, got an empty batch")

@@ -18,7 +18,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from pipeline.errors import Unsupported, UserError
+from inception_deploy.pipeline.errors import Unsupported, UserError
 
 
 class CudaError(RuntimeError):

@@ -8,8 +8,8 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from pipeline.errors import Unsupported, UserError
-from runtime.backends.base import Backend
+from inception_deploy.pipeline.errors import Unsupported, UserError
+from inception_deploy.runtime.backends.base import Backend
 
 CPU_PROVIDER = "CPUExecutionProvider"
 CUDA_PROVIDER = "CUDAExecutionProvider"
@@ -63,10 +63,11 @@ class OnnxRuntimeBackend(Backend):
             raise UserError("%s has %d inputs; expected one image input (N, 3, H, W)" % (self.onnx_path, len(inputs)))
         shape = list(inputs[0].shape)
         if len(shape) != 4 or not all(isinstance(d, int) for d in shape[1:]):
-            raise UserError("%s input %r has shape %s; expected (N, 3, H, W) with fixed H and W"
-                            % (self.onnx_path, inputs[0].name, shape))
+            raise UserError("%s input %r has shape %s; expected (N, 3, H, W) float32 with fixed H and W, or "
+                            "(N, H, W, 3) uint8 camera frames" % (self.onnx_path, inputs[0].name, shape))
         self.input_name, self.output_name = inputs[0].name, outputs[0].name
         self.input_shape = (int(shape[1]), int(shape[2]), int(shape[3]))
+        self.input_dtype = np.uint8 if inputs[0].type == "tensor(uint8)" else np.float32
         self.max_batch = shape[0] if isinstance(shape[0], int) else None   # None: dynamic batch
         out_shape = list(outputs[0].shape)
         self.num_classes = out_shape[-1] if len(out_shape) == 2 and isinstance(out_shape[-1], int) else None

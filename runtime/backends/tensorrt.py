@@ -34,11 +34,11 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
-from pipeline import manifest as mf
-from pipeline.errors import Unsupported, UserError
-from runtime.backends.base import Backend
-from runtime.backends import trt_shared
-from runtime.backends.cudamem import CudaApi, CudaError, DeviceInfo, load_cuda_api
+from inception_deploy.pipeline import manifest as mf
+from inception_deploy.pipeline.errors import Unsupported, UserError
+from inception_deploy.runtime.backends.base import Backend
+from inception_deploy.runtime.backends import trt_shared
+from inception_deploy.runtime.backends.cudamem import CudaApi, CudaError, DeviceInfo, load_cuda_api
 
 
 
@@ -70,13 +70,13 @@ def numpy_dtype(trt_dtype: Any) -> Optional[np.dtype]:
 def load_tensorrt(flavour: Optional[str] = None) -> Any:
     """``engines.trt_api.import_tensorrt``: the TensorRT flavour that wrote the plan (``tensorrt`` or
     ``tensorrt_rtx``, from its manifest), and only that one: a host may have both installed."""
-    from engines.trt_api import import_tensorrt
+    from inception_deploy.engines.trt_api import import_tensorrt
     return import_tensorrt(prefer=flavour, only=flavour is not None)
 
 
 def check_compat(manifest: mf.Manifest, api: Any, device: DeviceInfo) -> None:
     """``engines.compat.check_engine_compat``: refuses a plan built for another runtime or GPU."""
-    from engines.compat import check_engine_compat
+    from inception_deploy.engines.compat import check_engine_compat
     check_engine_compat(manifest, api, device.compute_capability, device.name)
 
 
@@ -258,6 +258,7 @@ class TensorRTBackend(Backend):
         self._output = next((t for t in self._tensors[1:] if t.name == want), self._tensors[1])
         self.input_name, self.output_name = self._input.name, self._output.name
         self.input_shape = tuple(int(d) for d in max_shape[1:])  # type: ignore[assignment]
+        self.input_dtype = self._input.dtype     # uint8 for an engine that takes camera frames
         self.max_batch = int(max_shape[0])
         self.num_classes = int(self._output.max_shape[-1]) if len(self._output.max_shape) == 2 else None
 
