@@ -16,10 +16,10 @@ from typing import Any, Dict, List, Mapping, Optional
 
 import numpy as np
 
-from calibration.qdq import _quiet, keep_metadata
-from calibration.stats import TensorHistogram
-from pipeline import atomic
-from pipeline.errors import CheckFailed
+from inception_deploy.calibration.qdq import _quiet, keep_metadata
+from inception_deploy.calibration.stats import TensorHistogram
+from inception_deploy.pipeline import atomic
+from inception_deploy.pipeline.errors import CheckFailed
 
 FP16_MAX = 65504.0
 DATA_MAX = 512.0
