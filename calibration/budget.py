@@ -97,55 +97,77 @@ def search(budget: Budget, build: Callable[[Sequence[str]], str], predict: Calla
     path; ``predict(path, index)`` returns logits for the evaluation images at ``index``.
     """
     t0 = time.perf_counter()
-
-    def measure(path: str, excluded: Sequence[str]) -> Step:
-        t = time.perf_counter()
-        drift = compare(predict(path, choose), baseline[choose], labels[choose])
-        step = Step(list(excluded), drift.top1_drop, drift.top5_drop, drift.top1_agreement,
-                    budget.holds(drift.top1_drop, drift.top5_drop), round(time.perf_counter() - t, 2))
-        print(f"budget: {len(excluded):3d} node(s) excluded: top-1 drop {drift.top1_drop:+.2f}, top-5 drop "
-              f"{drift.top5_drop:+.2f} points on {len(choose)} choose images "
-              f"({'within' if step.within else 'over'} {budget.top1:g}/{budget.top5:g})", file=sys.stderr)
-        return step
-
-    steps = [measure(initial_model, [])]
-    best_path, best = initial_model, steps[0]
-    stopped = "budget holds without exclusions" if best.within else ""
+    judge = _Judge(budget, predict, baseline, labels, choose)
+    steps = [judge.measure(initial_model, [])]
+    best = _Best(steps[0], initial_model, "budget holds without exclusions" if steps[0].within else "")
     ranked: List[str] = []
-    if not best.within:
+    if not best.step.within:
         ranked = rank()
-        since_best = 0
-        for k in SCHEDULE:
-            if k > len(ranked):
-                stopped = "every ranked node tried"
-                break
-            if time.perf_counter() - t0 > max_seconds:
-                stopped = f"time limit ({max_seconds / 60:.1f} min)"
-                break
-            excluded = ranked[:k]
-            path = build(excluded)
-            step = measure(path, excluded)
-            steps.append(step)
-            if budget.excess(step.top1_drop, step.top5_drop) < budget.excess(best.top1_drop, best.top5_drop) - 1e-9:
-                best, best_path, since_best = step, path, 0
-            else:
-                since_best += 1
-            if step.within:
-                best, best_path = step, path
-                stopped = f"budget holds with {k} node(s) excluded"
-                break
-            if since_best >= patience:
-                stopped = f"no improvement in {patience} steps"
-                break
-        else:
-            stopped = stopped or "schedule exhausted"
-    final = compare(predict(best_path, report), baseline[report], labels[report], label_names)
-    first = final if best_path == initial_model else compare(predict(initial_model, report), baseline[report],
+        best = _exclude_until_within(build, judge, ranked, steps, best, t0 + max_seconds, max_seconds, patience)
+    final = compare(predict(best.path, report), baseline[report], labels[report], label_names)
+    first = final if best.path == initial_model else compare(predict(initial_model, report), baseline[report],
                                                              labels[report], label_names)
-    result = BudgetResult(budget=budget, met=best.within, excluded=best.excluded, steps=steps, stopped=stopped,
-                          choose_images=int(len(choose)), report_images=int(len(report)),
+    result = BudgetResult(budget=budget, met=best.step.within, excluded=best.step.excluded, steps=steps,
+                          stopped=best.stopped, choose_images=int(len(choose)), report_images=int(len(report)),
                           report_drift=final.to_dict(), report_drift_no_exclusion=first.to_dict(),
                           report_within=budget.holds(final.top1_drop, final.top5_drop),
                           ranking=(ranking_record() if ranking_record and ranked else []),
                           seconds=round(time.perf_counter() - t0, 2))
-    return result, best_path
+    return result, best.path
+
+
+@dataclass
+class _Best:
+    step: Step
+    path: str
+    stopped: str = ""
+
+
+class _Judge:
+    """Drift of a candidate on the *choose* images, as one :class:`Step` (and a line on the terminal)."""
+
+    def __init__(self, budget: Budget, predict: Callable[[str, np.ndarray], np.ndarray], baseline: np.ndarray,
+                 labels: np.ndarray, choose: np.ndarray) -> None:
+        self.budget, self.predict, self.baseline, self.labels, self.choose = budget, predict, baseline, labels, choose
+
+    def measure(self, path: str, excluded: Sequence[str]) -> Step:
+        t = time.perf_counter()
+        drift = compare(self.predict(path, self.choose), self.baseline[self.choose], self.labels[self.choose])
+        step = Step(list(excluded), drift.top1_drop, drift.top5_drop, drift.top1_agreement,
+                    self.budget.holds(drift.top1_drop, drift.top5_drop), round(time.perf_counter() - t, 2))
+        print(f"budget: {len(excluded):3d} node(s) excluded: top-1 drop {drift.top1_drop:+.2f}, top-5 drop "
+              f"{drift.top5_drop:+.2f} points on {len(self.choose)} choose images "
+              f"({'within' if step.within else 'over'} {self.budget.top1:g}/{self.budget.top5:g})", file=sys.stderr)
+        return step
+
+    def better(self, step: Step, than: Step) -> bool:
+        excess = self.budget.excess
+        return excess(step.top1_drop, step.top5_drop) < excess(than.top1_drop, than.top5_drop) - 1e-9
+
+
+def _exclude_until_within(build: Callable[[Sequence[str]], str], judge: _Judge, ranked: List[str], steps: List[Step],
+                          best: _Best, deadline: float, max_seconds: float, patience: int) -> _Best:
+    """Keep the 1, 2, 3, 4, 6, ... most sensitive nodes out of INT8 until the budget holds, ``patience``
+    steps bring nothing better, the ranking or the schedule runs out, or ``deadline`` passes."""
+    since_best = 0
+    for k in SCHEDULE:
+        if k > len(ranked):
+            best.stopped = "every ranked node tried"
+            return best
+        if time.perf_counter() > deadline:
+            best.stopped = f"time limit ({max_seconds / 60:.1f} min)"
+            return best
+        path = build(ranked[:k])
+        step = judge.measure(path, ranked[:k])
+        steps.append(step)
+        if judge.better(step, best.step):
+            best, since_best = _Best(step, path), 0
+        else:
+            since_best += 1
+        if step.within:
+            return _Best(step, path, f"budget holds with {k} node(s) excluded")
+        if since_best >= patience:
+            best.stopped = f"no improvement in {patience} steps"
+            return best
+    best.stopped = "schedule exhausted"
+    return best

@@ -31,7 +31,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         eval_images=args.eval_images, eval_count=args.eval_count, budget=args.accuracy_budget,
         max_minutes=args.max_minutes, high_precision=args.high_precision, cache_version=args.cache_version,
         trt_check=not args.no_trt_check, compare_methods=compare, nodes_to_exclude=_list(args.exclude_nodes),
-        stats_cache=not args.no_stats_cache)
+        stats_cache=not args.no_stats_cache, bias_correction=not args.no_bias_correction)
     out = stage.run(opts)
     for kind, manifest in sorted(out.manifests.items()):
         print(f"{kind}: {manifest.stage.get('summary', '')}")
@@ -86,4 +86,7 @@ def register(sub: Any) -> None:
                    help="version in the cache header TRT-<version>-EntropyCalibration2 (default 100000)")
     p.add_argument("--no-trt-check", action="store_true", help="skip the TensorRT-RTX INT8 build layer check")
     p.add_argument("--no-stats-cache", action="store_true", help="recompute the activation histograms")
+    p.add_argument("--no-bias-correction", action="store_true",
+                   help="leave the convolutions' FP32 biases as exported (default: correct them for the mean error "
+                        "their INT8 weights add, from the calibration images' channel means)")
     p.set_defaults(func=cmd_calibrate)

@@ -4,7 +4,7 @@ CPU ONNX Runtime runs Q/DQ graphs with real INT8 arithmetic where it can, so its
 a faithful accuracy reference (not a latency one: Q/DQ is slower than FP32 on these CPUs).
 """
 from dataclasses import dataclass
-from typing import Dict, List, Sequence
+from typing import Any, Dict, List, Sequence, Set, Tuple
 
 import numpy as np
 
@@ -53,21 +53,34 @@ def rank_sensitivity(fp32_path: str, int8_path: str, images: np.ndarray, candida
     saturate once an early layer is broken), so they point at deep layers rather than at the cause.
     """
     import onnx
+
+    fp32 = onnx.load(fp32_path)
+    activations, weight_error, ops = _quantized_inputs(onnx.load(int8_path), fp32, set(candidates))
+    error = _activation_errors(fp32, activations, images, input_name, batch_size)
+    ranked = []
+    for name, acts in activations.items():
+        act_err = sum(error.get(t, 0.0) for t in acts)
+        ranked.append(NodeSensitivity(name, ops[name], act_err, weight_error[name], act_err + weight_error[name]))
+    ranked.sort(key=lambda r: -r.score)
+    return ranked
+
+
+def _quantized_inputs(int8: Any, fp32: Any, wanted: Set[str]) -> Tuple[Dict[str, Dict[str, Any]], Dict[str, float],
+                                                                        Dict[str, str]]:
+    """For each wanted node of the Q/DQ graph: {activation tensor: its scale}, its weights' relative
+    per-channel quantization error (against the FP32 weights, also where they are stored as INT8), its op."""
     from onnx import numpy_helper
 
-    int8 = onnx.load(int8_path)
     graph = int8.graph
     inits = {i.name: i for i in graph.initializer}
+    fp32_inits = {i.name: i for i in fp32.graph.initializer}
     producers = {o: n for n in graph.node for o in n.output}
-    wanted = set(candidates)
-    activations: Dict[str, Dict[str, object]] = {}     # node -> {tensor: scale}
+    activations: Dict[str, Dict[str, Any]] = {}
     weight_error: Dict[str, float] = {}
     ops: Dict[str, str] = {}
-    for node in graph.node:
-        if node.name not in wanted:
-            continue
+    for node in (n for n in graph.node if n.name in wanted):
         ops[node.name] = node.op_type
-        acts: Dict[str, object] = {}
+        acts: Dict[str, Any] = {}
         w_diff = w_ref = 0.0
         for name in node.input:
             dq = producers.get(name)
@@ -76,18 +89,28 @@ def rank_sensitivity(fp32_path: str, int8_path: str, images: np.ndarray, candida
             scale = numpy_helper.to_array(inits[dq.input[1]]).astype(np.float64)
             source = dq.input[0]
             q = producers.get(source)
-            if source in inits:                               # DQ-only weights (INT8 stored)
-                continue
-            if q is not None and q.op_type == "QuantizeLinear" and q.input[0] in inits:
-                w = numpy_helper.to_array(inits[q.input[0]]).astype(np.float64)
-                axis = next((a.i for a in q.attribute if a.name == "axis"), 1)
-                w_diff += float(np.square(w - _fake_quant(w, scale, axis)).sum())
-                w_ref += float(np.square(w).sum())
+            weight = None
+            if source in inits and source in fp32_inits:      # INT8-stored weight: its FP32 original
+                weight = fp32_inits[source]
+            elif q is not None and q.op_type == "QuantizeLinear" and q.input[0] in inits:
+                weight = inits[q.input[0]]
             elif q is not None and q.op_type == "QuantizeLinear":
                 acts[q.input[0]] = scale
+            if weight is not None:
+                w = numpy_helper.to_array(weight).astype(np.float64)
+                axis = next((a.i for a in (q or dq).attribute if a.name == "axis"), 1)
+                w_diff += float(np.square(w - _fake_quant(w, scale, axis)).sum())
+                w_ref += float(np.square(w).sum())
         activations[node.name] = acts
         weight_error[node.name] = w_diff / w_ref if w_ref else 0.0
-    fp32 = onnx.load(fp32_path)
+    return activations, weight_error, ops
+
+
+def _activation_errors(fp32: Any, activations: Dict[str, Dict[str, Any]], images: np.ndarray, input_name: str,
+                       batch_size: int) -> Dict[str, float]:
+    """||x - dq(q(x))||^2 / ||x||^2 of each quantized activation, x from one FP32 pass over ``images``."""
+    import onnx
+
     known = {o for n in fp32.graph.node for o in n.output} | {i.name for i in fp32.graph.input}
     tensors = sorted({t for acts in activations.values() for t in acts if t in known})
     existing = {o.name for o in fp32.graph.output}
@@ -102,11 +125,6 @@ def rank_sensitivity(fp32_path: str, int8_path: str, images: np.ndarray, candida
         outputs = session.run(tensors, {input_name: images[i:i + batch_size]}) if tensors else []
         for t, x in zip(tensors, outputs):
             x64 = x.astype(np.float64)
-            diff[t] += float(np.square(x64 - _fake_quant(x64, scale_of[t])).sum())  # type: ignore[arg-type]
+            diff[t] += float(np.square(x64 - _fake_quant(x64, scale_of[t])).sum())
             ref[t] += float(np.square(x64).sum())
-    ranked = []
-    for name, acts in activations.items():
-        act_err = sum(diff[t] / ref[t] for t in acts if ref.get(t))
-        ranked.append(NodeSensitivity(name, ops[name], act_err, weight_error[name], act_err + weight_error[name]))
-    ranked.sort(key=lambda r: -r.score)
-    return ranked
+    return {t: diff[t] / ref[t] for t in tensors if ref[t]}

@@ -16,7 +16,7 @@ from typing import Any, Dict, List, Mapping, Optional
 
 import numpy as np
 
-from inception_deploy.calibration.qdq import _quiet
+from inception_deploy.calibration.qdq import _quiet, keep_metadata
 from inception_deploy.calibration.stats import TensorHistogram
 from inception_deploy.pipeline import atomic
 from inception_deploy.pipeline.errors import CheckFailed
@@ -66,6 +66,7 @@ def convert(onnx_path: str, out_path: str, reference: np.ndarray, input_name: st
                 tail = "\n".join(log.getvalue().strip().splitlines()[-5:])
                 raise CheckFailed(f"FP16 conversion of {onnx_path} failed: {type(e).__name__}: {e}"
                                   + (f" (last output: {tail})" if tail else "")) from None
+        keep_metadata(original, model)
         with atomic.atomic_path(out_path, suffix=".onnx") as tmp:
             onnx.save(model, tmp)
     finally:

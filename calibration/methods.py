@@ -183,8 +183,8 @@ def concat_groups(model) -> List[Set[str]]:  # type: ignore[no-untyped-def]
     return [g for g in groups.values() if len(g) > 1]
 
 
-def compute_amax(method: Method, hists: Mapping[str, TensorHistogram], groups: Sequence[Set[str]] = (),
-                 overrides: Optional[Mapping[str, float]] = None) -> Dict[str, float]:
+def compute_amax(method: Method, hists: Mapping[str, TensorHistogram], groups: Sequence[Set[str]] = ()
+                 ) -> Dict[str, float]:
     """amax per tensor; members of a group get the amax of the group's merged histogram."""
     amax: Dict[str, float] = {}
     grouped: Set[str] = set()
@@ -200,8 +200,6 @@ def compute_amax(method: Method, hists: Mapping[str, TensorHistogram], groups: S
     for name, hist in hists.items():
         if name not in grouped:
             amax[name] = method.amax(hist)
-    for name, value in (overrides or {}).items():
-        amax[name] = float(value)
     return amax
 
 

@@ -41,27 +41,33 @@ class QdqGraph:
 
     activation_scales: Dict[str, float]      # tensor -> scale of its activation QuantizeLinear
     quantized_nodes: List[str]               # compute nodes reading a dequantized activation
-    weight_quantizers: int
-    qdq_pairs: int
+    weight_quantizers: int                   # weights behind a DequantizeLinear (Q -> DQ or INT8 + DQ)
+    qdq_pairs: int                           # QuantizeLinear nodes
     opset: int
     op_counts: Dict[str, int] = field(default_factory=dict)
+    int8_weights: int = 0                    # of the weight_quantizers, INT8-stored initializers
 
     def to_dict(self) -> Dict[str, Any]:
         return {"activation_quantizers": len(self.activation_scales), "weight_quantizers": self.weight_quantizers,
+                "int8_weight_initializers": self.int8_weights,
                 "quantize_linear_nodes": self.qdq_pairs, "quantized_nodes": len(self.quantized_nodes),
                 "opset": self.opset, "op_counts": self.op_counts}
 
 
 def inspect_qdq(model: Any) -> QdqGraph:
     """Read activation scales, quantized compute nodes and counts from a Q/DQ ModelProto."""
+    import onnx
     from onnx import numpy_helper
 
     graph = model.graph
     inits = {i.name: i for i in graph.initializer}
     producers = {o: n for n in graph.node for o in n.output}
     scales: Dict[str, float] = {}
-    weight_q = q_count = 0
+    weight_q = q_count = int8_weights = 0
     for node in graph.node:
+        if node.op_type == "DequantizeLinear" and node.input[0] in inits:       # INT8-stored weight
+            weight_q += 1
+            int8_weights += inits[node.input[0]].data_type == onnx.TensorProto.INT8
         if node.op_type != "QuantizeLinear":
             continue
         q_count += 1
@@ -82,7 +88,17 @@ def inspect_qdq(model: Any) -> QdqGraph:
     for node in graph.node:
         counts[node.op_type] = counts.get(node.op_type, 0) + 1
     opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
-    return QdqGraph(scales, quantized, weight_q, q_count, opset, dict(sorted(counts.items())))
+    return QdqGraph(scales, quantized, weight_q, q_count, opset, dict(sorted(counts.items())), int8_weights)
+
+
+def keep_metadata(parent: Any, model: Any) -> None:
+    """Carry the exported model's ``metadata_props`` (preprocessing, labels: what a C++ app reads from
+    the ONNX itself) over to a derived model; modelopt writes its outputs without them."""
+    have = {p.key for p in model.metadata_props}
+    for prop in parent.metadata_props:
+        if prop.key not in have:
+            entry = model.metadata_props.add()
+            entry.key, entry.value = prop.key, prop.value
 
 
 @contextlib.contextmanager
@@ -96,8 +112,12 @@ def _quiet() -> Any:
 
 def modelopt_quantize(onnx_path: str, out_path: str, calibration_images: np.ndarray, input_name: str,
                       cache_path: Optional[str] = None, nodes_to_exclude: Sequence[str] = (),
-                      high_precision_dtype: str = "fp32", method: str = "max") -> None:
-    """One call of ``modelopt.onnx.quantization.quantize`` on the CPU, INT8, writing ``out_path``."""
+                      high_precision_dtype: str = "fp32", method: str = "max", int8_weights: bool = True) -> None:
+    """One call of ``modelopt.onnx.quantization.quantize`` on the CPU, INT8, writing ``out_path``.
+
+    ``int8_weights``: weights stored as INT8 initializers read by a DequantizeLinear (modelopt's
+    ``dq_only``; about 0.26x the FP32 file), instead of FP32 initializers behind a Q -> DQ pair.
+    TensorRT builds both the same way; ONNX Runtime fuses the first into integer convolutions."""
     if high_precision_dtype not in HIGH_PRECISION_DTYPES:
         raise UserError(f"high-precision dtype {high_precision_dtype!r}: expected one of "
                         f"{', '.join(HIGH_PRECISION_DTYPES)}")
@@ -112,7 +132,8 @@ def modelopt_quantize(onnx_path: str, out_path: str, calibration_images: np.ndar
             quantize(copy, quantize_mode="int8", calibration_data={input_name: calibration_images},
                      calibration_method=method, calibration_cache_path=cache_path, calibration_eps=["cpu"],
                      nodes_to_exclude=list(nodes_to_exclude),   # modelopt extends the list it is given
-                     high_precision_dtype=high_precision_dtype, output_path=out_path, log_level="WARNING")
+                     high_precision_dtype=high_precision_dtype, output_path=out_path, log_level="WARNING",
+                     dq_only=int8_weights)
         except Exception as e:
             tail = "\n".join(log.getvalue().strip().splitlines()[-5:])
             raise CheckFailed(f"modelopt quantization of {onnx_path} failed: {type(e).__name__}: {e}"
@@ -130,13 +151,16 @@ class QuantizeResult:
     unscaled_tensors: List[str]    # quantized tensors with no range of ours (kept modelopt's)
     maxpool_outputs_quantized: List[str]
     seconds: float
+    bias_corrected: List[str] = field(default_factory=list)   # convolutions whose bias took the weight error
 
 
 def quantize_with_scales(onnx_path: str, out_path: str, scales: Mapping[str, float], images: np.ndarray,
                          input_name: str, nodes_to_exclude: Sequence[str] = (),
-                         high_precision_dtype: str = "fp32", cache_version: str = trt_cache.DEFAULT_VERSION
-                         ) -> QuantizeResult:
-    """Q/DQ model at ``out_path`` (atomically) whose activation scales are ``scales``."""
+                         high_precision_dtype: str = "fp32", cache_version: str = trt_cache.DEFAULT_VERSION,
+                         channel_means: Optional[Mapping[str, np.ndarray]] = None) -> QuantizeResult:
+    """Q/DQ model at ``out_path`` (atomically) whose activation scales are ``scales``; with
+    ``channel_means`` (FP32 per-channel means of the activations, :class:`calibration.stats.ActivationStats`)
+    the convolutions' biases are corrected for their weights' rounding (:func:`correct_bias`)."""
     import onnx
 
     t0 = time.perf_counter()
@@ -148,13 +172,60 @@ def quantize_with_scales(onnx_path: str, out_path: str, scales: Mapping[str, flo
         modelopt_quantize(onnx_path, tmp_model, images[:MINIMAL_IMAGES], input_name, cache_path,
                           nodes_to_exclude, high_precision_dtype)
         model = onnx.load(tmp_model)
+        fp32 = onnx.load(onnx_path)
+        keep_metadata(fp32, model)
         reimported, unscaled = import_scales(model, scales)
         pools = quantize_maxpool_outputs(model, scales)
+        corrected = correct_bias(model, fp32, channel_means) if channel_means else []
         with atomic.atomic_path(out_path, suffix=".onnx") as tmp:
             onnx.save(model, tmp)
-        return QuantizeResult(inspect_qdq(model), reimported, unscaled, pools, time.perf_counter() - t0)
+        return QuantizeResult(inspect_qdq(model), reimported, unscaled, pools, time.perf_counter() - t0, corrected)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def correct_bias(model: Any, fp32: Any, channel_means: Mapping[str, np.ndarray]) -> List[str]:
+    """Move the mean error that rounding each convolution's weights to INT8 adds to its output into
+    its FP32 bias; returns the convolutions changed.
+
+    A Conv computes ``W x + b``; with INT8 weights ``W_q = W + E`` it computes ``W x + E x + b``, and
+    ``E x`` does not average out: each output channel is shifted by ``sum_c,k E[o, c, k] * mean(x_c)``
+    (bias correction, Nagel et al. 2019, "Data-Free Quantization"). The per-channel means of x come
+    from the FP32 calibration pass, W from the FP32 model (by the initializer name modelopt keeps).
+    TensorRT keeps a convolution's bias in FP32 and adds it in the INT8 kernel's epilogue, so this
+    changes no layer's precision. Padding (zeros at the borders) is ignored, as in the paper."""
+    from onnx import numpy_helper
+
+    graph = model.graph
+    inits = {i.name: i for i in graph.initializer}
+    fp32_weights = {i.name: i for i in fp32.graph.initializer}
+    producers = {o: n for n in graph.node for o in n.output}
+    changed = []
+    for node in graph.node:
+        if node.op_type != "Conv" or len(node.input) < 3 or node.input[2] not in inits:
+            continue
+        weight_dq, act_dq = producers.get(node.input[1]), producers.get(node.input[0])
+        if weight_dq is None or weight_dq.op_type != "DequantizeLinear":
+            continue
+        weight_q = producers.get(weight_dq.input[0])     # Q -> DQ over FP32 weights, or none: INT8-stored
+        source = weight_q.input[0] if weight_q is not None and weight_q.op_type == "QuantizeLinear" else weight_dq.input[0]
+        act_q = producers.get(act_dq.input[0]) if act_dq is not None and act_dq.op_type == "DequantizeLinear" else None
+        mean = channel_means.get(act_q.input[0]) if act_q is not None else None
+        if source not in fp32_weights or mean is None:
+            continue
+        w = numpy_helper.to_array(fp32_weights[source]).astype(np.float64)
+        if w.ndim != 4 or w.shape[1] != len(mean):      # grouped convolutions: not corrected
+            continue
+        scale = numpy_helper.to_array(inits[weight_dq.input[1]]).astype(np.float64).reshape(-1, 1, 1, 1)
+        if source == weight_dq.input[0]:
+            w_int8 = numpy_helper.to_array(inits[source]).astype(np.float64) * scale
+        else:
+            w_int8 = np.clip(np.round(w / scale), -128, 127) * scale
+        shift = ((w_int8 - w).sum(axis=(2, 3)) * mean[None, :]).sum(axis=1)
+        bias = numpy_helper.to_array(inits[node.input[2]])
+        inits[node.input[2]].CopyFrom(numpy_helper.from_array((bias - shift).astype(bias.dtype), node.input[2]))
+        changed.append(node.name)
+    return changed
 
 
 def import_scales(model: Any, scales: Mapping[str, float]) -> "tuple[int, List[str]]":
@@ -242,6 +313,30 @@ def quantize_maxpool_outputs(model: Any, scales: Mapping[str, float]) -> List[st
 def scales_from_amax(amax: Mapping[str, float], floor: float = 1e-8) -> Dict[str, float]:
     """scale = amax / 127; an all-zero tensor gets a tiny positive scale (it quantizes to 0 anyway)."""
     return {name: max(float(value), floor * 127.0) / trt_cache.INT8_MAX for name, value in amax.items()}
+
+
+class CandidateBuilder:
+    """Numbered Q/DQ candidates of one FP32 model in a work folder, each from a set of scales and a list
+    of nodes kept in high precision (the budget search and the method comparison build many)."""
+
+    def __init__(self, onnx_path: str, work: str, images: np.ndarray, input_name: str,
+                 nodes_to_exclude: Sequence[str] = (), high_precision_dtype: str = "fp32",
+                 cache_version: str = trt_cache.DEFAULT_VERSION,
+                 channel_means: Optional[Mapping[str, np.ndarray]] = None) -> None:
+        self.onnx_path, self.work, self.images, self.input_name = onnx_path, work, images, input_name
+        self.nodes_to_exclude, self.high_precision_dtype = list(nodes_to_exclude), high_precision_dtype
+        self.cache_version, self.channel_means = cache_version, channel_means
+        self.count = 0
+        self.last: Optional[QuantizeResult] = None
+
+    def build(self, scales: Mapping[str, float], excluded: Sequence[str] = ()) -> str:
+        """A new candidate's path; its :class:`QuantizeResult` is :attr:`last`."""
+        self.count += 1
+        path = os.path.join(self.work, "candidate-%03d.onnx" % self.count)
+        self.last = quantize_with_scales(self.onnx_path, path, scales, self.images, self.input_name,
+                                         self.nodes_to_exclude + list(excluded), self.high_precision_dtype,
+                                         self.cache_version, self.channel_means)
+        return path
 
 
 def versions() -> Dict[str, str]:

@@ -63,6 +63,7 @@ class Options:
     compare_methods: Sequence[str] = ()
     nodes_to_exclude: Sequence[str] = ()
     stats_cache: bool = True
+    bias_correction: bool = True
     corrupt_scales: Dict[str, float] = field(default_factory=dict)   # tests only: force some amax values
 
 
@@ -149,13 +150,36 @@ def load_onnx(path: str) -> Any:
                         f"{mf.regenerate('onnx')}") from None
 
 
+@dataclass
+class StageRun:
+    """What every part of one calibrate run reads and writes (made once by :func:`_run_locked`)."""
+
+    opts: Options
+    parent: mf.Manifest
+    paths: Dict[str, str]
+    calib: cdata.ImageSet
+    reference: np.ndarray                 # REFERENCE_IMAGES preprocessed calibration images
+    evaluation: Optional["Evaluation"]
+    work: str
+    timer: "Timer"
+    out: "Outputs"
+    pub: pub_.Publication
+    stats: Optional[cstats.ActivationStats] = None
+
+    @property
+    def input_name(self) -> str:
+        return self.parent.io["input"]["name"]
+
+    @property
+    def output_name(self) -> str:
+        return self.parent.io["output"]["name"]
+
+
 def _run_locked(opts: Options, precisions: List[str], method: cmethods.Method,
                 compare_methods: List[cmethods.Method], budget: Any, parent: mf.Manifest,
                 paths: Dict[str, str]) -> "Outputs":
     """The run, under the output folder's lock; every output is published at the end, together."""
     pre = parent.preprocessing_obj()
-    input_name = parent.io["input"]["name"]
-    output_name = parent.io["output"]["name"]
     timer = Timer()
     out = Outputs()
 
@@ -170,20 +194,17 @@ def _run_locked(opts: Options, precisions: List[str], method: cmethods.Method,
 
     evaluation = None
     if opts.eval_images:
-        evaluation = _load_eval(opts, parent, pre, output_name, input_name, timer)
+        evaluation = _load_eval(opts, parent, pre, parent.io["output"]["name"], parent.io["input"]["name"], timer)
 
     work = pub_.temp_dir(paths["dir"], "calibrate")
     try:
         with pub_.Publication(paths["dir"]) as pub:
-            hists: Dict[str, cstats.TensorHistogram] = {}
-            if "int8" in precisions or "fp16" in precisions:
-                hists, stats = _histograms(opts, parent, calib, pre, input_name, paths, timer)
+            run = StageRun(opts, parent, paths, calib, reference, evaluation, work, timer, out, pub)
+            run.stats = _histograms(run, pre)
             if "int8" in precisions:
-                _int8(opts, method, compare_methods, budget, parent, calib, reference, evaluation, hists, stats,
-                      input_name, output_name, paths, work, timer, out, pub)
+                _int8(run, method, compare_methods, budget)
             if "fp16" in precisions:
-                _fp16(opts, parent, reference, evaluation, hists, input_name, output_name, paths, work, timer, out,
-                      pub)
+                _fp16(run)
             pub.last(paths["int8"] if "int8" in precisions else paths["fp16"])   # the file make tracks
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -231,138 +252,174 @@ def _load_eval(opts: Options, parent: mf.Manifest, pre: Any, output_name: str, i
     images = cdata.choose_images(opts.eval_images, parent.label_names, opts.eval_count,  # type: ignore[arg-type]
                                  opts.seed, require_labels=True, what="evaluation images")
     x, y, _ = cdata.load_arrays(images, pre, 64, label=None)
+    t = time.perf_counter()
     logits = predict(opts.onnx_path, x, input_name=input_name, output_name=output_name)
+    forward_s = time.perf_counter() - t
     acc = accuracy(logits, y)
     record = dict(images.record())
     record["fp32"] = acc.to_dict()
+    record["fp32_forward_ms_per_image"] = round(1000.0 * forward_s / max(len(y), 1), 2)
     timer.done("evaluation images + FP32 logits", f"{len(y)} images, FP32 top-1 {acc.top1:.2f} %, top-5 {acc.top5:.2f} %")
     return Evaluation(x, y, logits, record, output_name, input_name)
 
 
-def _histograms(opts: Options, parent: mf.Manifest, calib: cdata.ImageSet, pre: Any, input_name: str,
-                paths: Dict[str, str], timer: Timer) -> "tuple[Dict[str, cstats.TensorHistogram], cstats.ActivationStats]":
+def _histograms(run: StageRun, pre: Any) -> cstats.ActivationStats:
+    """The activation statistics of the calibration images (one ONNX Runtime pass), or their cache."""
+    opts, parent, calib = run.opts, run.parent, run.calib
     model = load_onnx(opts.onnx_path)
     tensors = cstats.float_activation_tensors(model)
     key = cstats.stats_key(parent.artifact["sha256"], calib.sha256, parent.preprocessing, tensors)
-    cache_file = os.path.join(paths["stats"], "stats-%s.npz" % key[:20])
+    cache_file = os.path.join(run.paths["stats"], "stats-%s.npz" % key[:20])
     stats = cstats.ActivationStats.load(cache_file) if opts.stats_cache and os.path.isfile(cache_file) else None
     if stats is not None and stats.key == key:
-        timer.done("activation histograms", f"reused {os.path.relpath(cache_file)} (same model and images)")
-        return stats.tensors, stats
+        run.timer.done("activation histograms", f"reused {os.path.relpath(cache_file)} (same model and images)")
+        return stats
     per_image = cstats.bytes_per_image(model, tensors)
     batch = max(1, min(opts.batch_size, STATS_MEMORY // max(per_image, 1)))   # every tensor of a batch is held at once
     batches = (b.images for b in calib.folder.batches(pre, batch))
-    stats = cstats.collect(opts.onnx_path, tensors, batches, input_name, key, len(calib))
-    stats.seconds["batch"] = batch
-    timer.done("activation histograms", "one ONNX Runtime pass, %d tensors: ORT %.1f s, histograms %.1f s, "
-               "decode+preprocess the rest" % (len(tensors), stats.seconds["onnxruntime"], stats.seconds["histograms"]))
+    stats = cstats.collect(opts.onnx_path, tensors, batches, run.input_name, key, len(calib))
+    stats.batch = batch
+    run.timer.done("activation histograms", "one ONNX Runtime pass, %d tensors: ORT %.1f s, histograms %.1f s, "
+                   "decode+preprocess the rest" % (len(tensors), stats.seconds["onnxruntime"],
+                                                   stats.seconds["histograms"]))
     if opts.stats_cache:
         stats.save(cache_file)
-    return stats.tensors, stats
+    return stats
 
 
-def _int8(opts: Options, method: cmethods.Method, compare_methods: List[cmethods.Method], budget: Any,
-          parent: mf.Manifest, calib: cdata.ImageSet, reference: np.ndarray, evaluation: Optional[Evaluation],
-          hists: Dict[str, cstats.TensorHistogram], stats: cstats.ActivationStats, input_name: str,
-          output_name: str, paths: Dict[str, str], work: str, timer: Timer, out: Outputs,
-          pub: pub_.Publication) -> None:
-    import onnx
+def _int8(run: StageRun, method: cmethods.Method, compare_methods: List[cmethods.Method], budget: Any) -> None:
+    """Ranges -> TensorRT cache -> Q/DQ candidate -> drift (or the budget search, or the method
+    comparison) -> TensorRT-RTX layer check -> staged for publishing."""
+    from inception_deploy.calibration.ranges import RangeRecipe
 
-    fp32_model = load_onnx(opts.onnx_path)
-    groups = cmethods.concat_groups(fp32_model)
-    fused_relu = cstats.relu_inputs(fp32_model)
+    opts, stats = run.opts, run.stats
+    assert stats is not None
+    recipe = RangeRecipe.for_model(load_onnx(opts.onnx_path), stats.tensors, run.parent.preprocessing,
+                                   run.input_name, opts.corrupt_scales)
+    scales = recipe.scales(method)
+    run.timer.done("activation ranges", f"{method.name}, {len(scales)} tensors, {len(recipe.groups)} Concat groups"
+                   + (", exact input scale" if recipe.input_amax else ""))
+    cal_link = _write_calibration(run, method, scales, recipe)
+    builder = qdq.CandidateBuilder(opts.onnx_path, run.work, run.reference, run.input_name, opts.nodes_to_exclude,
+                                   opts.high_precision, opts.cache_version,
+                                   stats.channel_means if opts.bias_correction else None)
+    first = builder.build(scales)
+    check_runs(first, run.reference[:4], run.input_name, run.output_name)
+    result = builder.last
+    assert result is not None
+    run.timer.done("modelopt quantize with imported scales", f"{result.graph.qdq_pairs} QuantizeLinear nodes, "
+                   f"{result.reimported_scales} scales re-imported after modelopt, "
+                   f"{len(result.bias_corrected)} biases corrected")
+    stage = _int8_record(run, method, scales, recipe, result, cal_link)
+    chosen = _measure_int8(run, first, builder, recipe, scales, compare_methods, budget, stage)
+    _publish_int8(run, chosen, stage)
 
-    def scales_for(m: cmethods.Method) -> Dict[str, float]:
-        amax = cmethods.compute_amax(m, hists, groups, overrides=opts.corrupt_scales or None)
-        amax.update({pre: amax[post] for pre, post in fused_relu.items() if post in amax and pre not in amax})
-        return qdq.scales_from_amax(amax)
 
-    scales = scales_for(method)
+def _write_calibration(run: StageRun, method: cmethods.Method, scales: Dict[str, float],
+                       recipe: Any) -> Dict[str, str]:
+    """The TensorRT calibration cache and its ``calibration`` manifest, staged: published with the
+    INT8 model at the end. Returns the INT8 manifest's link to it."""
+    opts, paths = run.opts, run.paths
     amax = {k: v * trt_cache.INT8_MAX for k, v in scales.items()}
-    timer.done("activation ranges", f"{method.name}, {len(scales)} tensors, {len(groups)} Concat groups")
-
-    # the calibration cache and its manifest, staged: published with the INT8 model at the end
-    trt_cache.write_cache(pub.add(paths["cache"]), scales, opts.cache_version)
-    cal_manifest = mf.derive(parent, opts.onnx_path, "calibration", artifact_path=paths["cache"], stage={
-        "name": "calibrate", "method": method.name, "images": len(calib), "seed": opts.seed,
-        "source": calib.record(), "files": calib.file_list(), "batch_size": opts.batch_size,
-        "histogram_bins": cstats.BINS, "stats_key": stats.key, "stats_reused": stats.from_cache,
+    trt_cache.write_cache(run.pub.add(paths["cache"]), scales, opts.cache_version)
+    cal_manifest = mf.derive(run.parent, opts.onnx_path, "calibration", artifact_path=paths["cache"], stage={
+        "name": "calibrate", "method": method.name, "images": len(run.calib), "seed": opts.seed,
+        "source": run.calib.record(), "files": run.calib.file_list(), "batch_size": opts.batch_size,
+        "histogram_bins": cstats.BINS, "histogram_batch": run.stats.batch, "stats_key": run.stats.key,
+        "stats_reused": run.stats.from_cache,
         "cache_header": trt_cache.header_for(opts.cache_version), "tensors": len(scales),
-        "concat_groups": [sorted(g) for g in groups],
+        "concat_groups": [sorted(g) for g in recipe.groups],
+        "input_scale": "exact (the preprocessing puts the input on the INT8 grid)" if recipe.input_amax else "measured",
         "amax": {k: amax[k] for k in sorted(amax)},
-        "warnings": calib.warnings, "versions": qdq.versions(),
-        "timings_s": dict(timer.parts, histogram_pass=stats.seconds),
-        "summary": f"{method.name} ranges for {len(scales)} tensors from {len(calib)} images "
+        "warnings": run.calib.warnings, "versions": qdq.versions(),
+        "timings_s": dict(run.timer.parts, histogram_pass=run.stats.seconds),
+        "summary": f"{method.name} ranges for {len(scales)} tensors from {len(run.calib)} images "
                    f"(seed {opts.seed}), TensorRT cache {os.path.basename(paths['cache'])}",
     })
-    cal_manifest_sha = mf.file_sha256(pub.write_manifest(cal_manifest, paths["cache"]))
-    cal_manifest_path = mf.sidecar(paths["cache"])
-    out.cache, out.calibration_manifest = paths["cache"], cal_manifest_path
-    timer.done("calibration cache + manifest", os.path.basename(paths["cache"]))
+    cal_manifest_sha = mf.file_sha256(run.pub.write_manifest(cal_manifest, paths["cache"]))
+    run.out.cache, run.out.calibration_manifest = paths["cache"], mf.sidecar(paths["cache"])
+    run.timer.done("calibration cache + manifest", os.path.basename(paths["cache"]))
+    return {"file": os.path.basename(mf.sidecar(paths["cache"])), "sha256": cal_manifest_sha}
 
-    counter = [0]
 
-    def build(excluded: Sequence[str], these_scales: Optional[Dict[str, float]] = None) -> str:
-        counter[0] += 1
-        path = os.path.join(work, "candidate-%03d.onnx" % counter[0])
-        result = qdq.quantize_with_scales(opts.onnx_path, path, these_scales or scales, reference, input_name,
-                                          list(opts.nodes_to_exclude) + list(excluded), opts.high_precision,
-                                          opts.cache_version)
-        build.last = result  # type: ignore[attr-defined]
-        return path
+def _int8_record(run: StageRun, method: cmethods.Method, scales: Dict[str, float], recipe: Any,
+                 result: qdq.QuantizeResult, cal_link: Dict[str, str]) -> Dict[str, Any]:
+    """The INT8 manifest's stage record (drift, budget and layer check are added as they are measured)."""
+    opts = run.opts
+    amax = {k: v * trt_cache.INT8_MAX for k, v in scales.items()}
+    return {"name": "calibrate", "precision": "int8", "method": method.name,
+            "images": len(run.calib), "seed": opts.seed, "high_precision_dtype": opts.high_precision,
+            "quantization": {"activations": "per-tensor, symmetric", "weights": "per-channel, symmetric, stored INT8",
+                             "input_scale": "exact" if recipe.input_amax else "measured",
+                             "bias_correction": bool(result.bias_corrected),
+                             "tool": "modelopt.onnx.quantization (placement) + calibration-cache import"},
+            "calibration_cache": os.path.basename(run.paths["cache"]),
+            "calibration_manifest": cal_link,
+            "graph": result.graph.to_dict(),
+            "scales_reimported_after_modelopt": result.reimported_scales,
+            "maxpool_outputs_quantized": result.maxpool_outputs_quantized,
+            "bias_corrected_nodes": len(result.bias_corrected),
+            "quantized_tensors_without_range": result.unscaled_tensors,
+            "amax_summary": cmethods.summarize_amax(amax, recipe.hists, list(result.graph.activation_scales)),
+            "nodes_to_exclude": list(opts.nodes_to_exclude), "versions": qdq.versions()}
 
-    first = build([])
-    result = build.last  # type: ignore[attr-defined]
-    check_runs(first, reference[:4], input_name, output_name)
-    timer.done("modelopt quantize with imported scales", f"{result.graph.qdq_pairs} QuantizeLinear nodes, "
-               f"{result.reimported_scales} scales re-imported after modelopt")
 
-    stage: Dict[str, Any] = {"name": "calibrate", "precision": "int8", "method": method.name,
-                             "images": len(calib), "seed": opts.seed, "high_precision_dtype": opts.high_precision,
-                             "quantization": {"activations": "per-tensor, symmetric", "weights": "per-channel, symmetric",
-                                              "tool": "modelopt.onnx.quantization (placement) + calibration-cache import"},
-                             "calibration_cache": os.path.basename(paths["cache"]),
-                             "calibration_manifest": {"file": os.path.basename(cal_manifest_path),
-                                                      "sha256": cal_manifest_sha},
-                             "graph": result.graph.to_dict(),
-                             "scales_reimported_after_modelopt": result.reimported_scales,
-                             "maxpool_outputs_quantized": result.maxpool_outputs_quantized,
-                             "quantized_tensors_without_range": result.unscaled_tensors,
-                             "amax_summary": cmethods.summarize_amax(amax, hists, list(result.graph.activation_scales)),
-                             "nodes_to_exclude": list(opts.nodes_to_exclude), "versions": qdq.versions()}
+def _measure_int8(run: StageRun, first: str, builder: qdq.CandidateBuilder, recipe: Any, scales: Dict[str, float],
+                  compare_methods: List[cmethods.Method], budget: Any, stage: Dict[str, Any]) -> str:
+    """Drift on the evaluation images (or the budget search, which may pick another candidate) and the
+    method comparison; returns the candidate to publish."""
+    evaluation = run.evaluation
+    if evaluation is None:
+        return first
+    from inception_deploy.benchmarks.accuracy import compare
+
     chosen = first
-    if evaluation is not None:
-        from inception_deploy.benchmarks.accuracy import compare
-
-        if budget is not None:
-            chosen = _budget(opts, budget, evaluation, first, result, build, stage, timer, out)
-        else:
-            drift = compare(evaluation.predict(first), evaluation.fp32_logits, evaluation.labels, parent.label_names)
-            stage["drift"] = drift.to_dict()
-            timer.done("INT8 drift (ONNX Runtime)", f"top-1 drop {drift.top1_drop:+.2f}, top-5 drop "
+    if budget is not None:
+        chosen = _budget(run, budget, first, builder, scales, stage)
+    else:
+        drift = compare(evaluation.predict(first), evaluation.fp32_logits, evaluation.labels, run.parent.label_names)
+        stage["drift"] = drift.to_dict()
+        run.timer.done("INT8 drift (ONNX Runtime)", f"top-1 drop {drift.top1_drop:+.2f}, top-5 drop "
                        f"{drift.top5_drop:+.2f} points, agreement {100 * drift.top1_agreement:.2f} %")
-        stage["evaluation"] = evaluation.record
-        if compare_methods:
-            out.method_table = _compare(compare_methods, scales_for, build, evaluation, stats, stage, timer)
-    final_graph = qdq.inspect_qdq(onnx.load(chosen))
-    stage["graph"] = final_graph.to_dict()
+    stage["evaluation"] = evaluation.record
+    stage["histogram_pass_cost"] = histogram_cost(run.stats, evaluation.record["fp32_forward_ms_per_image"])
+    if compare_methods:
+        run.out.method_table = _compare(run, compare_methods, recipe, builder, stage)
+    return chosen
+
+
+def _publish_int8(run: StageRun, chosen: str, stage: Dict[str, Any]) -> None:
+    """The chosen candidate's graph facts and TensorRT-RTX layer check, then staged with its manifest."""
+    import onnx
+
+    opts, paths = run.opts, run.paths
+    stage["graph"] = qdq.inspect_qdq(onnx.load(chosen)).to_dict()
     stage["excluded_nodes"] = stage.get("budget", {}).get("excluded", [])
     if opts.trt_check:
         from inception_deploy.calibration.trt_check import layer_check
 
         candidate = {k: v for k, v in stage.items() if k not in ("calibration_cache", "calibration_manifest")}
-        mf.write(mf.derive(parent, opts.onnx_path, "onnx-int8", dict(candidate, summary="candidate"),
+        mf.write(mf.derive(run.parent, opts.onnx_path, "onnx-int8", dict(candidate, summary="candidate"),
                            artifact_path=chosen), chosen)
-        stage["tensorrt_layers"] = layer_check(chosen, work)
-        timer.done("TensorRT-RTX INT8 build check", stage["tensorrt_layers"].get("note", ""))
-    stage["timings_s"] = dict(timer.parts, total=timer.total(), histogram_pass=stats.seconds)
+        stage["tensorrt_layers"] = layer_check(chosen, run.work)
+        run.timer.done("TensorRT-RTX INT8 build check", stage["tensorrt_layers"].get("note", ""))
+    stage["timings_s"] = dict(run.timer.parts, total=run.timer.total(), histogram_pass=run.stats.seconds)
     stage["summary"] = _int8_summary(stage)
-    manifest = mf.derive(parent, opts.onnx_path, "onnx-int8", stage, artifact_path=paths["int8"])
-    pub.add(paths["int8"], src=chosen)
-    pub.write_manifest(manifest, paths["int8"])
-    out.int8 = paths["int8"]
-    out.manifests["onnx-int8"] = manifest
-    out.written.append(f"{paths['int8']} ({manifest.artifact['bytes'] / 1e6:.1f} MB) and {paths['cache']}")
+    manifest = mf.derive(run.parent, opts.onnx_path, "onnx-int8", stage, artifact_path=paths["int8"])
+    run.pub.add(paths["int8"], src=chosen)
+    run.pub.write_manifest(manifest, paths["int8"])
+    run.out.int8 = paths["int8"]
+    run.out.manifests["onnx-int8"] = manifest
+    run.out.written.append(f"{paths['int8']} ({manifest.artifact['bytes'] / 1e6:.1f} MB) and {paths['cache']}")
+
+
+def histogram_cost(stats: cstats.ActivationStats, forward_ms: float) -> Dict[str, Any]:
+    """The histogram pass per image (ONNX Runtime with every activation as an output, plus the
+    histograms; decoding excluded) against a bare FP32 forward pass (the evaluation pass)."""
+    ms = 1000.0 * (stats.seconds.get("onnxruntime", 0.0) + stats.seconds.get("histograms", 0.0)) / max(stats.images, 1)
+    return {"ms_per_image": round(ms, 2), "fp32_forward_ms_per_image": forward_ms,
+            "ratio": round(ms / forward_ms, 2) if forward_ms and not stats.from_cache else None,
+            "reused": stats.from_cache}
 
 
 def check_runs(path: str, images: np.ndarray, input_name: str, output_name: str) -> None:
@@ -380,11 +437,15 @@ def check_runs(path: str, images: np.ndarray, input_name: str, output_name: str)
         raise CheckFailed(f"quantized graph {path} gives non-finite logits in ONNX Runtime")
 
 
-def _budget(opts: Options, budget: Any, evaluation: Evaluation, first: str, first_result: Any, build: Any,
-            stage: Dict[str, Any], timer: Timer, out: Outputs) -> str:
+def _budget(run: StageRun, budget: Any, first: str, builder: qdq.CandidateBuilder, scales: Dict[str, float],
+            stage: Dict[str, Any]) -> str:
+    """The accuracy-budget search (:func:`calibration.budget.search`) from the first candidate."""
     from inception_deploy.calibration.budget import search
     from inception_deploy.calibration.evaluate import rank_sensitivity
 
+    opts, evaluation, out = run.opts, run.evaluation, run.out
+    assert evaluation is not None and builder.last is not None
+    first_result = builder.last
     choose, report = cdata.split_eval(len(evaluation.labels), opts.seed)
     ranking_cache: List[Any] = []
 
@@ -398,7 +459,8 @@ def _budget(opts: Options, budget: Any, evaluation: Evaluation, first: str, firs
               f"{time.perf_counter() - t:.1f} s; top: " + ", ".join(r.node for r in ranked[:3]), file=sys.stderr)
         return [r.node for r in ranked]
 
-    result, chosen = search(budget, lambda excluded: build(excluded), lambda p, idx: evaluation.predict(p, idx),
+    result, chosen = search(budget, lambda excluded: builder.build(scales, excluded),
+                            lambda p, idx: evaluation.predict(p, idx),
                             evaluation.fp32_logits, evaluation.labels, choose, report, first, rank,
                             opts.max_minutes * 60.0, ranking_record=lambda: [r.to_dict() for r in ranking_cache[:20]])
     stage["budget"] = result.to_dict()
@@ -410,9 +472,9 @@ def _budget(opts: Options, budget: Any, evaluation: Evaluation, first: str, firs
     if result.met and not result.report_within:
         note = (f"; over budget on the report half, McNemar p={d['mcnemar_p']:.2f}"
                 + (": not significant at this sample size" if not d["significant"] else ""))
-    timer.done("accuracy budget search", f"{'met' if result.met else 'NOT met'}: {len(result.excluded)} node(s) kept in "
-               f"{opts.high_precision}; report half: top-1 drop {d['top1_drop']:+.2f}, top-5 drop {d['top5_drop']:+.2f}"
-               + note)
+    run.timer.done("accuracy budget search", f"{'met' if result.met else 'NOT met'}: {len(result.excluded)} node(s) "
+                   f"kept in {opts.high_precision}; report half: top-1 drop {d['top1_drop']:+.2f}, top-5 drop "
+                   f"{d['top5_drop']:+.2f}" + note)
     return chosen
 
 
@@ -430,31 +492,33 @@ def weighted_nodes(path: str, quantized: Sequence[str]) -> List[str]:
     return [n for n in quantized if ops.get(n) in WEIGHTED_OPS]
 
 
-def _compare(methods: List[cmethods.Method], scales_for: Any, build: Any, evaluation: Evaluation,
-             stats: cstats.ActivationStats, stage: Dict[str, Any], timer: Timer) -> List[Dict[str, Any]]:
+def _compare(run: StageRun, methods: List[cmethods.Method], recipe: Any, builder: qdq.CandidateBuilder,
+             stage: Dict[str, Any]) -> List[Dict[str, Any]]:
     """Every listed method from the same histograms, evaluated on the same images."""
     from inception_deploy.benchmarks.accuracy import compare
 
+    evaluation, stats = run.evaluation, run.stats
+    assert evaluation is not None and stats is not None
     table = []
     for m in methods:
         t = time.perf_counter()
-        scales = scales_for(m)
+        scales = recipe.scales(m)
         t_ranges = time.perf_counter() - t
-        path = build([], scales)
+        path = builder.build(scales)
         t_build = time.perf_counter() - t - t_ranges
         drift = compare(evaluation.predict(path), evaluation.fp32_logits, evaluation.labels)
         row = {"method": m.name, "top1_drop": drift.top1_drop, "top5_drop": drift.top5_drop,
                "top1_agreement": drift.top1_agreement, "mean_kl": drift.mean_kl, "mcnemar_p": drift.mcnemar_p,
                "top1_drop_ci95": drift.top1_drop_ci95,
                "ranges_s": round(t_ranges, 2), "quantize_s": round(t_build, 2),
-               "calibration_s": round(sum(stats.seconds.values()) + t_ranges + t_build, 2)}
+               "calibration_s": round(stats.seconds["onnxruntime"] + stats.seconds["histograms"] + t_ranges + t_build, 2)}
         table.append(row)
         os.remove(path)
         print(f"compare: {m.name:18s} top-1 drop {drift.top1_drop:+.2f}  top-5 drop {drift.top5_drop:+.2f}  "
               f"agreement {100 * drift.top1_agreement:.2f} %  ranges {t_ranges:.1f} s", file=sys.stderr)
     stage["method_comparison"] = {"images": int(len(evaluation.labels)), "histogram_pass_s": stats.seconds,
                                   "rows": table}
-    timer.done("method comparison", f"{len(methods)} methods from one histogram pass")
+    run.timer.done("method comparison", f"{len(methods)} methods from one histogram pass")
     return table
 
 
@@ -475,10 +539,14 @@ def _int8_summary(stage: Dict[str, Any]) -> str:
     return "; ".join(parts)
 
 
-def _fp16(opts: Options, parent: mf.Manifest, reference: np.ndarray, evaluation: Optional[Evaluation],
-          hists: Dict[str, cstats.TensorHistogram], input_name: str, output_name: str, paths: Dict[str, str],
-          work: str, timer: Timer, out: Outputs, pub: pub_.Publication) -> None:
+def _fp16(run: StageRun) -> None:
+    """FP16 AutoCast (nodes that overflow stay FP32), its drift, staged for publishing."""
     from inception_deploy.calibration import fp16
+
+    opts, parent, reference, evaluation = run.opts, run.parent, run.reference, run.evaluation
+    input_name, output_name, paths, work, timer, out, pub = (run.input_name, run.output_name, run.paths, run.work,
+                                                             run.timer, run.out, run.pub)
+    hists = run.stats.tensors if run.stats else {}
 
     partial = os.path.join(work, "fp16.onnx")
     result = fp16.convert(opts.onnx_path, partial, reference, input_name, hists)

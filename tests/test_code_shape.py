@@ -11,11 +11,8 @@ from inception_deploy.pipeline import paths
 
 LIMIT = 60
 PACKAGES = ("pipeline", "engines", "benchmarks", "calibration", "runtime", "tools", "examples")
-# Long today, with the reason; the first three are Part B of issue 20 (the lead splits them).
+# Long today, with the reason.
 KNOWN_LONG = {
-    "calibration/stage.py:_int8": "Part B of issue 20: calibration's _int8 split (17 parameters, closure state)",
-    "calibration/evaluate.py:rank_sensitivity": "Part B of issue 20 (calibration, being changed elsewhere)",
-    "calibration/budget.py:search": "Part B of issue 20 (calibration, being changed elsewhere)",
     "tools/trainer.py:train": "tools/ is outside this tidy (the training loop, being changed elsewhere)",
 }
 

@@ -16,6 +16,6 @@ def import_timm():
     import timm  # noqa: E402  (after the workaround)
 
     # Registering is a side effect of importing these modules (timm's @register_model).
-    from inception_deploy.pipeline.models import inception_resnet_v1, tiny_inception  # noqa: F401
+    from inception_deploy.pipeline.models import inception_resnet_v1, inception_v3_tf2015, tiny_inception  # noqa: F401
 
     return timm
