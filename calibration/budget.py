@@ -14,7 +14,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from inception_deploy.benchmarks.accuracy import compare
+from inception_deploy.pipeline.metrics import compare
 from inception_deploy.pipeline.errors import UserError
 
 SCHEDULE = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128)

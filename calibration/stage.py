@@ -225,7 +225,7 @@ class Evaluation:
 
 def _load_eval(opts: Options, parent: mf.Manifest, pre: Any, output_name: str, input_name: str,
                timer: Timer) -> Evaluation:
-    from inception_deploy.benchmarks.accuracy import accuracy
+    from inception_deploy.pipeline.metrics import accuracy
     from inception_deploy.calibration.evaluate import predict
 
     images = cdata.choose_images(opts.eval_images, parent.label_names, opts.eval_count,  # type: ignore[arg-type]
@@ -332,7 +332,7 @@ def _int8(opts: Options, method: cmethods.Method, compare_methods: List[cmethods
                              "nodes_to_exclude": list(opts.nodes_to_exclude), "versions": qdq.versions()}
     chosen = first
     if evaluation is not None:
-        from inception_deploy.benchmarks.accuracy import compare
+        from inception_deploy.pipeline.metrics import compare
 
         if budget is not None:
             chosen = _budget(opts, budget, evaluation, first, result, build, stage, timer, out)
@@ -433,7 +433,7 @@ def weighted_nodes(path: str, quantized: Sequence[str]) -> List[str]:
 def _compare(methods: List[cmethods.Method], scales_for: Any, build: Any, evaluation: Evaluation,
              stats: cstats.ActivationStats, stage: Dict[str, Any], timer: Timer) -> List[Dict[str, Any]]:
     """Every listed method from the same histograms, evaluated on the same images."""
-    from inception_deploy.benchmarks.accuracy import compare
+    from inception_deploy.pipeline.metrics import compare
 
     table = []
     for m in methods:
@@ -490,7 +490,7 @@ def _fp16(opts: Options, parent: mf.Manifest, reference: np.ndarray, evaluation:
                                                   "source": os.path.abspath(opts.images)},
                              "versions": qdq.versions()}
     if evaluation is not None:
-        from inception_deploy.benchmarks.accuracy import compare
+        from inception_deploy.pipeline.metrics import compare
 
         drift = compare(evaluation.predict(partial), evaluation.fp32_logits, evaluation.labels, parent.label_names)
         stage["drift"] = drift.to_dict()
