@@ -34,6 +34,7 @@ from inception_deploy.pipeline import lineage
 from inception_deploy.pipeline import manifest as mf
 from inception_deploy.pipeline import publish as pub_
 from inception_deploy.pipeline.errors import CheckFailed, UserError
+from inception_deploy.pipeline.progress import StatusLine
 
 DEFAULT_METHOD = "percentile-99.999"
 DEFAULT_COUNT = 500
@@ -73,13 +74,14 @@ class Timer:
         self.parts: Dict[str, float] = {}
         self._t = time.perf_counter()
         self.start = self._t
+        self._status = StatusLine("calibrate")
 
     def done(self, part: str, note: str = "") -> float:
         now = time.perf_counter()
         seconds = now - self._t
         self._t = now
         self.parts[part] = round(self.parts.get(part, 0.0) + seconds, 2)
-        print(f"calibrate: {part}: {seconds:.1f} s" + (f" ({note})" if note else ""), file=sys.stderr)
+        self._status.line(f"{part}: {seconds:.1f} s" + (f" ({note})" if note else ""))
         return seconds
 
     def total(self) -> float:
