@@ -16,9 +16,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from inception_deploy.pipeline.metrics import accuracy  # noqa: E402
 from inception_deploy.pipeline import atomic, paths  # noqa: E402
 from inception_deploy.pipeline.datasets import open_image_folder  # noqa: E402
+from inception_deploy.pipeline.metrics import accuracy  # noqa: E402
 from inception_deploy.pipeline.models.info import model_info  # noqa: E402
 from inception_deploy.pipeline.models.sources import resolve_model  # noqa: E402
 
