@@ -19,11 +19,12 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from inception_deploy.pipeline.metrics import kl_per_row, top1_agrees, topk_overlap
+from inception_deploy.pipeline import documents
 from inception_deploy.pipeline.datasets import ImageFolder, open_image_folder, select
 from inception_deploy.pipeline.errors import UserError
 from inception_deploy.pipeline.frame_io import frame_size_name
 from inception_deploy.pipeline.frame_variant import camera_frame
+from inception_deploy.pipeline.metrics import kl_per_row, top1_agrees, topk_overlap
 
 PATHS = ("fast", "graph")
 CHUNK = 64
@@ -200,7 +201,7 @@ def run(onnx_path: str, images: str, photos: Optional[str], settings: Settings,
             progress("%s: %d frames in %.0f s" % (name, total, time.perf_counter() - started))
     from inception_deploy.pipeline import frame_plan
 
-    return {"schema": "inception-deploy/frame-accuracy@1", "model": job.manifest.model.name,
+    return {"schema": documents.FRAME_ACCURACY, "model": job.manifest.model.name,
             "onnx": onnx_path, "preprocessing": job.manifest.preprocessing, "images": images, "photos": photos,
             "settings": dict(asdict(settings), sizes=[frame_size_name(s) for s in settings.sizes],
                              reach=settings.reach if settings.reach is not None else frame_plan.REMAINING_REACH),
