@@ -67,12 +67,16 @@ def test_status_line_on_a_terminal_redraws_in_place_at_most_every_redraw_s(clock
         ERASE + "hash: done\n" + ERASE + "hash: again" + ERASE)
 
 
+def _count(bar: Progress, items: int, seconds_each: float, clock) -> Progress:
+    for _ in range(items):
+        clock[0] += seconds_each
+        bar.update()
+    return bar
+
+
 def test_progress_in_a_log_writes_each_quarter_and_a_last_line(clock):
     log = Log()
-    bar = Progress(8, "images", unit="img", stream=log)
-    for _ in range(8):
-        clock[0] += 0.5
-        bar.update()
+    bar = _count(Progress(8, "images", unit="img", stream=log), 8, 0.5, clock)
     assert bar.close("3 unreadable") == pytest.approx(4.0)
     lines = log.getvalue().splitlines()
     assert lines == ["images: 2/8 img (25%) 1.0 s, 2.0 img/s", "images: 4/8 img (50%) 2.0 s, 2.0 img/s",
@@ -82,11 +86,7 @@ def test_progress_in_a_log_writes_each_quarter_and_a_last_line(clock):
 
 def test_progress_on_a_terminal_is_one_line_redrawn(clock):
     term = Terminal()
-    bar = Progress(3, "hash", unit="file", stream=term)
-    for _ in range(3):
-        clock[0] += 1.0
-        bar.update()
-    bar.close()
+    _count(Progress(3, "hash", unit="file", stream=term), 3, 1.0, clock).close()
     out = term.getvalue()
     assert out.count("\n") == 1 and out.endswith("\n")
     assert out.split(ERASE)[1:] == ["hash: 1/3 file (33%) 1.0 s, 1.0 file/s", "hash: 2/3 file (67%) 2.0 s, 1.0 file/s",
