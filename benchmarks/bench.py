@@ -20,7 +20,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from inception_deploy.benchmarks import accuracy as acc
+from inception_deploy.pipeline import metrics
 from inception_deploy.benchmarks.environment import environment
 from inception_deploy.benchmarks.latency import LatencyResult, Stats, TimingPolicy, WarmupPolicy, measure
 from inception_deploy.benchmarks.runners.factory import Candidate, open_runner
@@ -215,7 +215,8 @@ def _file_batch_maker(ds: ImageFolder, pre: Preprocessing, n: int) -> Callable[[
 
 
 def measure_preprocessing(ds: ImageFolder, pre: Preprocessing, count: int) -> Dict[str, Any]:
-    """Per-image cost of the two input paths: file -> PIL path, and a BGR frame -> OpenCV path."""
+    """Per-image cost of the two input paths: a file decoded and put through the PIL path, and a BGR
+    camera frame (already in memory) through the camera-frame path, :meth:`Preprocessing.frame`."""
     pil_ms: List[float] = []
     frame_ms: List[float] = []
     frames = []
@@ -234,7 +235,7 @@ def measure_preprocessing(ds: ImageFolder, pre: Preprocessing, count: int) -> Di
     out: Dict[str, Any] = {"images": len(pil_ms)}
     if pil_ms:
         out["file_decode_and_pil_ms"] = Stats.of(pil_ms).to_dict()
-        out["frame_opencv_ms"] = Stats.of(frame_ms).to_dict()
+        out["camera_frame_ms"] = Stats.of(frame_ms).to_dict()
     return out
 
 
@@ -391,9 +392,9 @@ def _runner_row(o: OpenRunner, measured: AccuracyPass, base_id: str, names: List
         "artifact": _artifact_record(c),
         "runner_details": describe() if callable(describe) else {"providers": getattr(runner, "providers_used", None)},
         "load_s": round(o.load_s, 3),
-        "accuracy": acc.accuracy(outs[c.id], measured.labels).to_dict(),
+        "accuracy": metrics.accuracy(outs[c.id], measured.labels).to_dict(),
         "accuracy_pass_s": round(measured.infer_s[c.id], 3),
-        "drift": None if is_base else acc.compare(outs[c.id], outs[base_id], measured.labels, names).to_dict(),
+        "drift": None if is_base else metrics.compare(outs[c.id], outs[base_id], measured.labels, names).to_dict(),
         "latency": [r.to_dict() for r in lat[c.id]],
         "notes": notes[c.id],
     }
@@ -432,7 +433,7 @@ def _recorded_row(recorded: RecordedReference, logits: np.ndarray, y: np.ndarray
     """The report row of recorded reference logits: accuracy only (no runner ran here, no latency)."""
     return {"id": recorded.id, "precision": recorded.precision, "backend": recorded.backend, "runner": "recorded",
             "reference": True, "artifact": recorded.artifact, "runner_details": recorded.details, "load_s": 0.0,
-            "accuracy": acc.accuracy(logits, y).to_dict(), "accuracy_pass_s": 0.0, "drift": None, "latency": [],
+            "accuracy": metrics.accuracy(logits, y).to_dict(), "accuracy_pass_s": 0.0, "drift": None, "latency": [],
             "notes": ["logits recorded elsewhere (%s); no latency measured here" % recorded.details.get("where", "?")]}
 
 

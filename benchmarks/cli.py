@@ -127,7 +127,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 # -- verify -----------------------------------------------------------------------------------------
 def cmd_verify(args: argparse.Namespace) -> int:
-    from inception_deploy.pipeline import manifest as mf
     from inception_deploy.benchmarks.bench import run_bench
     from inception_deploy.benchmarks.report import write_reports
     from inception_deploy.benchmarks.runners.factory import candidate_for, open_runner

@@ -23,7 +23,8 @@ from inception_deploy.engines.builder import ENGINE_NAME, engine_dir
 from inception_deploy.engines.eval_files import EVAL_DIR, IMAGES, load_eval_set
 from inception_deploy.engines.targets import resolve_target
 from inception_deploy.pipeline import manifest as mf
-from inception_deploy.pipeline.errors import UserError
+from inception_deploy.pipeline.command import run
+from inception_deploy.pipeline.errors import CheckFailed, UserError
 
 BUNDLE_MANIFEST = "SHA256SUMS"
 COMMAND = "verify-on-device"
@@ -104,25 +105,26 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--cuda-graph", action="store_true")
     p.add_argument("--min-top1-agreement", type=float, default=0.90,
                    help="exit 1 below this top-1 agreement with the host FP32 (default 0.90)")
+    p.set_defaults(func=check)
     return p
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    args = parser().parse_args(argv)
-    try:
-        report = verify(args)
-    except UserError as e:
-        print("error: %s" % e, file=sys.stderr)
-        return e.exit_code
+def check(args: argparse.Namespace) -> int:
+    """Verify, then hold the engine's top-1 agreement with the host FP32 to ``--min-top1-agreement``."""
+    report = verify(args)
     row = next(r for r in report["rows"] if not r.get("reference"))
     agreement = row["drift"]["top1_agreement"]
     if agreement < args.min_top1_agreement:
-        print("error: %s agrees with the host FP32 on %.2f %% of top-1 predictions, limit %.1f %%"
-              % (row["id"], 100 * agreement, 100 * args.min_top1_agreement), file=sys.stderr)
-        return 1
+        raise CheckFailed("%s agrees with the host FP32 on %.2f %% of top-1 predictions, limit %.1f %%"
+                          % (row["id"], 100 * agreement, 100 * args.min_top1_agreement))
     print("verified: %s top-1 agreement %.2f %% with the host FP32 (limit %.1f %%)"
           % (row["id"], 100 * agreement, 100 * args.min_top1_agreement))
     return 0
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Under the one runner of :mod:`pipeline.command` (same error lines and exit codes as the CLI)."""
+    return run(parser(), argv)
 
 
 if __name__ == "__main__":

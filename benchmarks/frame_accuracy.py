@@ -19,11 +19,12 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from inception_deploy.benchmarks.accuracy import kl_per_row
+from inception_deploy.pipeline import documents
 from inception_deploy.pipeline.datasets import ImageFolder, open_image_folder, select
 from inception_deploy.pipeline.errors import UserError
 from inception_deploy.pipeline.frame_io import frame_size_name
 from inception_deploy.pipeline.frame_variant import camera_frame
+from inception_deploy.pipeline.metrics import kl_per_row, top1_agrees, topk_overlap
 
 PATHS = ("fast", "graph")
 CHUNK = 64
@@ -45,12 +46,11 @@ class Tally:
 
     def add(self, ref: np.ndarray, got: np.ndarray, labels: np.ndarray) -> None:
         kl = kl_per_row(ref, got)
-        top5_ref, top5 = np.argsort(-ref, axis=1)[:, :5], np.argsort(-got, axis=1)[:, :5]
         self.images += len(ref)
-        self.agree += int(np.sum(ref.argmax(1) == got.argmax(1)))
+        self.agree += int(np.sum(top1_agrees(ref, got)))
         self.kl_sum += float(kl.sum())
         self.worst_kl = max(self.worst_kl, float(kl.max()))
-        self.top5_overlap_sum += float(sum(len(set(a) & set(b)) / 5.0 for a, b in zip(top5_ref, top5)))
+        self.top5_overlap_sum += float(topk_overlap(ref, got, 5).sum())
         known = labels >= 0
         self.labeled += int(known.sum())
         self.correct_exact += int(np.sum(ref.argmax(1)[known] == labels[known]))
@@ -201,7 +201,7 @@ def run(onnx_path: str, images: str, photos: Optional[str], settings: Settings,
             progress("%s: %d frames in %.0f s" % (name, total, time.perf_counter() - started))
     from inception_deploy.pipeline import frame_plan
 
-    return {"schema": "inception-deploy/frame-accuracy@1", "model": job.manifest.model.name,
+    return {"schema": documents.FRAME_ACCURACY, "model": job.manifest.model.name,
             "onnx": onnx_path, "preprocessing": job.manifest.preprocessing, "images": images, "photos": photos,
             "settings": dict(asdict(settings), sizes=[frame_size_name(s) for s in settings.sizes],
                              reach=settings.reach if settings.reach is not None else frame_plan.REMAINING_REACH),

@@ -43,9 +43,13 @@ def _plain_log_axis(axis: Any, lo: float, hi: float) -> None:
     axis.set_minor_formatter(NullFormatter())
 
 
-def _save(fig: Any, path: str) -> None:
+def _save(fig: Any, title: str, path: str, plt: Any) -> None:
+    """Title the figure, lay it out, write it as a PNG atomically and free it."""
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
     with atomic.atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
 
 
 def latency_distribution(report: Dict[str, Any], path: str, plt: Any) -> bool:
@@ -84,11 +88,8 @@ def latency_distribution(report: Dict[str, Any], path: str, plt: Any) -> bool:
             ax.set_yscale("log")
             _plain_log_axis(ax.yaxis, lo, hi)
     model = report["identity"]["model"]["name"]
-    fig.suptitle(f"{model}: latency distribution ({report['settings']['timing']['iterations']} timed iterations; "
-                 "box p25-p75, whiskers p5-p95, black tick p99)", fontsize=10)
-    fig.tight_layout()
-    _save(fig, path)
-    plt.close(fig)
+    _save(fig, f"{model}: latency distribution ({report['settings']['timing']['iterations']} timed iterations; "
+               "box p25-p75, whiskers p5-p95, black tick p99)", path, plt)
     return True
 
 
@@ -126,11 +127,8 @@ def accuracy_vs_latency(report: Dict[str, Any], path: str, plt: Any) -> bool:
     if handles:
         axes[0][-1].legend(handles, labels, fontsize=8, loc="lower right")
     images = report["identity"]["images"]["count"]
-    fig.suptitle(f"{report['identity']['model']['name']}: top-1 vs latency on {images} images "
-                 "(dashed: the reference)", fontsize=10)
-    fig.tight_layout()
-    _save(fig, path)
-    plt.close(fig)
+    _save(fig, f"{report['identity']['model']['name']}: top-1 vs latency on {images} images (dashed: the reference)",
+          path, plt)
     return True
 
 

@@ -13,7 +13,10 @@ from inception_deploy.benchmarks.environment import one_line
 from inception_deploy.pipeline import documents
 from inception_deploy.pipeline import manifest as mf
 from inception_deploy.pipeline import publish
-from inception_deploy.pipeline.errors import UserError
+
+# report@1 keys renamed since reports were first written: (section, old key) -> new key. load_report
+# reads an older report's key under its new name; this is the one place that knows the old names.
+RENAMED_KEYS = {("preprocessing_cost", "frame_opencv_ms"): "camera_frame_ms"}   # never OpenCV's path
 
 COLUMNS = ("precision", "runner", "batch", "p50 ms", "p99 ms", "img/s", "top-1 %", "top-5 %",
            "top-1 drop", "top-5 drop", "agree %", "KL")
@@ -125,8 +128,8 @@ def markdown(report: Dict[str, Any]) -> str:
               "* = real at this sample size (McNemar p < 0.05)."]
     if cost and cost.get("images"):
         footer.append(f"Preprocessing per image: file decode + PIL path p50 "
-                      f"{_ms(cost['file_decode_and_pil_ms']['p50'])} ms, OpenCV frame path p50 "
-                      f"{_ms(cost['frame_opencv_ms']['p50'])} ms ({cost['images']} images).")
+                      f"{_ms(cost['file_decode_and_pil_ms']['p50'])} ms, camera-frame path p50 "
+                      f"{_ms(cost['camera_frame_ms']['p50'])} ms ({cost['images']} images).")
     extra = notes(report)
     return "\n".join(lines + footer + ([""] + [f"- {n}" for n in extra] if extra else [])) + "\n"
 
@@ -217,4 +220,13 @@ def load_report(path: str) -> Dict[str, Any]:
     fix = "write it with inception-deploy bench/verify (or make bench) with this version of inception-deploy"
     data = documents.read_document(path, documents.REPORT, "report", fix)
     documents.check_keys(data, ("identity", "rows", "reference"), path, fix)
+    return upgrade(data)
+
+
+def upgrade(data: Dict[str, Any]) -> Dict[str, Any]:
+    """An older report@1 with its :data:`RENAMED_KEYS` under their new names (in place)."""
+    for (section, old), new in RENAMED_KEYS.items():
+        part = data.get(section)
+        if isinstance(part, dict) and old in part and new not in part:
+            part[new] = part.pop(old)
     return data

@@ -15,6 +15,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from inception_deploy.pipeline import documents
 from inception_deploy.pipeline.frame_io import frame_size_name
 
 DEFAULT_SIZES = ((480, 640), (720, 1280), (1080, 1920))
@@ -75,7 +76,7 @@ def run(model: str, photo: str, settings: Settings, graph_models: Sequence[str] 
     rows = _cpu_rows(model, frames, settings, progress) if cpu_model else []
     for variant in variants:
         rows.append(_timed(variant, "in graph", None, frames, settings, progress))
-    return {"schema": "inception-deploy/runtime-bench@1", "model": model, "photo": photo,
+    return {"schema": documents.RUNTIME_BENCH, "model": model, "photo": photo,
             "settings": {"iterations": settings.iterations, "warmup": settings.warmup, "threads": settings.threads,
                          "sizes": [frame_size_name(s) for s in settings.sizes]},
             "load_average": _load(), "cpu_affinity": _affinity(), "rows": rows}

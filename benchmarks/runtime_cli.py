@@ -1,6 +1,5 @@
 """CLI for the camera-runtime measurements: ``frame-accuracy`` and ``bench-runtime``."""
 import argparse
-import json
 import os
 import sys
 from typing import Any, Dict, List

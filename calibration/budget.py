@@ -14,7 +14,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from inception_deploy.benchmarks.accuracy import compare
+from inception_deploy.pipeline.metrics import compare
 from inception_deploy.pipeline.errors import UserError
 
 SCHEDULE = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128)
@@ -74,7 +74,7 @@ class BudgetResult:
     stopped: str                      # why the search ended
     choose_images: int
     report_images: int
-    report_drift: Dict[str, object]   # chosen model on the report half (benchmarks.accuracy.Drift)
+    report_drift: Dict[str, object]   # chosen model on the report half (pipeline.metrics.Drift)
     report_drift_no_exclusion: Dict[str, object]
     report_within: bool
     ranking: List[Dict[str, object]] = field(default_factory=list)

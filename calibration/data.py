@@ -15,7 +15,6 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from inception_deploy.pipeline.datasets import FINGERPRINT_METHOD, UNLABELED, ImageFolder, Sample, open_image_folder, select
-from inception_deploy.pipeline.hashing import file_sha256
 from inception_deploy.pipeline.errors import UserError
 from inception_deploy.pipeline.preprocess import Preprocessing
 

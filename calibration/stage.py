@@ -34,6 +34,7 @@ from inception_deploy.pipeline import lineage
 from inception_deploy.pipeline import manifest as mf
 from inception_deploy.pipeline import publish as pub_
 from inception_deploy.pipeline.errors import CheckFailed, UserError
+from inception_deploy.pipeline.progress import StatusLine
 
 DEFAULT_METHOD = "percentile-99.999"
 DEFAULT_COUNT = 500
@@ -74,13 +75,14 @@ class Timer:
         self.parts: Dict[str, float] = {}
         self._t = time.perf_counter()
         self.start = self._t
+        self._status = StatusLine("calibrate")
 
     def done(self, part: str, note: str = "") -> float:
         now = time.perf_counter()
         seconds = now - self._t
         self._t = now
         self.parts[part] = round(self.parts.get(part, 0.0) + seconds, 2)
-        print(f"calibrate: {part}: {seconds:.1f} s" + (f" ({note})" if note else ""), file=sys.stderr)
+        self._status.line(f"{part}: {seconds:.1f} s" + (f" ({note})" if note else ""))
         return seconds
 
     def total(self) -> float:
@@ -246,7 +248,7 @@ class Evaluation:
 
 def _load_eval(opts: Options, parent: mf.Manifest, pre: Any, output_name: str, input_name: str,
                timer: Timer) -> Evaluation:
-    from inception_deploy.benchmarks.accuracy import accuracy
+    from inception_deploy.pipeline.metrics import accuracy
     from inception_deploy.calibration.evaluate import predict
 
     images = cdata.choose_images(opts.eval_images, parent.label_names, opts.eval_count,  # type: ignore[arg-type]
@@ -371,7 +373,7 @@ def _measure_int8(run: StageRun, first: str, builder: qdq.CandidateBuilder, reci
     evaluation = run.evaluation
     if evaluation is None:
         return first
-    from inception_deploy.benchmarks.accuracy import compare
+    from inception_deploy.pipeline.metrics import compare
 
     chosen = first
     if budget is not None:
@@ -495,7 +497,7 @@ def weighted_nodes(path: str, quantized: Sequence[str]) -> List[str]:
 def _compare(run: StageRun, methods: List[cmethods.Method], recipe: Any, builder: qdq.CandidateBuilder,
              stage: Dict[str, Any]) -> List[Dict[str, Any]]:
     """Every listed method from the same histograms, evaluated on the same images."""
-    from inception_deploy.benchmarks.accuracy import compare
+    from inception_deploy.pipeline.metrics import compare
 
     evaluation, stats = run.evaluation, run.stats
     assert evaluation is not None and stats is not None
@@ -558,7 +560,7 @@ def _fp16(run: StageRun) -> None:
                                                   "source": os.path.abspath(opts.images)},
                              "versions": qdq.versions()}
     if evaluation is not None:
-        from inception_deploy.benchmarks.accuracy import compare
+        from inception_deploy.pipeline.metrics import compare
 
         drift = compare(evaluation.predict(partial), evaluation.fp32_logits, evaluation.labels, parent.label_names)
         stage["drift"] = drift.to_dict()

@@ -47,7 +47,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         compute_capabilities=[c.strip() for c in args.compute_capabilities.split(",")]
         if args.compute_capabilities else None,
         frame_input=parse_frame_size(args.frame_input) if args.frame_input else None)
-    target, precision, dla_core = request.target, request.precision, request.dla_core
+    target, precision = request.target, request.precision
     if args.target.strip().lower() != target.name:
         print("target %s -> %s (%s)" % (args.target, target.name, target.description))
     onnx = args.onnx or args.onnx_dir

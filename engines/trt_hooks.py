@@ -9,6 +9,7 @@ import time
 from typing import Any, Callable, List, Optional, Tuple
 
 from inception_deploy.engines.trt_api import TrtApi
+from inception_deploy.pipeline.progress import StatusLine
 
 
 def stderr_echo(text: str) -> None:
@@ -54,31 +55,28 @@ def make_progress_monitor(api: TrtApi, stream: Any = None) -> Any:
     """An ``IProgressMonitor`` drawing the phase path and step count: one redrawn line on a
     terminal, the start of each top-level phase otherwise. Never cancels the build."""
     trt = api.module
-    out = stream or sys.stderr
-    tty = hasattr(out, "isatty") and out.isatty()
+    status = StatusLine("build", stream)
 
     class PhaseMonitor(trt.IProgressMonitor):  # type: ignore[misc,name-defined]
         def __init__(self) -> None:
             trt.IProgressMonitor.__init__(self)
             self.phases: List[List[Any]] = []   # [name, steps, done]
             self.start = time.perf_counter()
-            self._last = 0.0
 
         def phase_start(self, phase_name: str, parent_phase: Optional[str], num_steps: int) -> None:
             self.phases.append([phase_name, num_steps, 0])
-            if tty:
+            if status.tty:
                 self._draw(force=True)
             elif len(self.phases) <= 2:
-                out.write("build: %s%s (%.1f s)\n" % ("  " * (len(self.phases) - 1), phase_name,
-                                                     time.perf_counter() - self.start))
-                out.flush()
+                status.line("%s%s (%.1f s)" % ("  " * (len(self.phases) - 1), phase_name,
+                                               time.perf_counter() - self.start))
 
         def step_complete(self, phase_name: str, step: int) -> bool:
             for phase in reversed(self.phases):
                 if phase[0] == phase_name:
                     phase[2] = step + 1
                     break
-            if tty:
+            if status.tty:
                 self._draw()
             return True
 
@@ -87,21 +85,14 @@ def make_progress_monitor(api: TrtApi, stream: Any = None) -> Any:
                 if self.phases[i][0] == phase_name:
                     del self.phases[i]
                     break
-            if tty:
-                if self.phases:
-                    self._draw(force=True)
-                else:
-                    out.write("\r\033[K")
-                    out.flush()
+            if self.phases:
+                self._draw(force=True)
+            else:
+                status.clear()
 
         def _draw(self, force: bool = False) -> None:
-            now = time.perf_counter()
-            if not force and now - self._last < 0.2:
-                return
-            self._last = now
             path = " > ".join("%s %d/%d" % (n, d, s) if s else n for n, s, d in self.phases[-3:])
-            out.write("\r\033[Kbuild %.0f s: %s" % (now - self.start, path[-110:]))
-            out.flush()
+            status.redraw(path[-110:], label="build %.0f s" % (time.perf_counter() - self.start), force=force)
 
     return PhaseMonitor()
 

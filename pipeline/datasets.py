@@ -22,14 +22,13 @@ inode (:class:`HashCache`) so that fingerprinting 5,000 images again costs a dir
 import hashlib
 import os
 import random
-import sys
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from inception_deploy.pipeline.errors import UserError
-from inception_deploy.pipeline.hashing import cached_sha256, file_sha256, hash_cache  # noqa: F401  (re-exported: older imports)
+from inception_deploy.pipeline.hashing import hash_cache
 from inception_deploy.pipeline.preprocess import Preprocessing, stack
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".gif")

@@ -21,6 +21,9 @@ PREPROCESSING = "inception-deploy/preprocessing@1"  # a manifest's "preprocessin
 REPORT = "inception-deploy/report@1"                # bench/verify report.json (benchmarks.bench)
 BASELINE = "inception-deploy/baseline@1"            # benchmarks/baselines/*.json (benchmarks.gate)
 EVAL_SET = "inception-deploy/eval-set@1"            # a bundle's eval/images.json (engines.eval_set)
+# Measurement records that are written, never read back by the tool (no reader, no JSON Schema yet):
+FRAME_ACCURACY = "inception-deploy/frame-accuracy@1"  # frame-accuracy.json (benchmarks.frame_accuracy)
+RUNTIME_BENCH = "inception-deploy/runtime-bench@1"    # runtime-bench.json (benchmarks.runtime_bench)
 
 SCHEMA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "schemas")
 # document type -> its tag (None: a target file, TOML written by hand, carries none)

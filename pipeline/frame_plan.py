@@ -27,7 +27,7 @@ nodes, so TensorRT runs them on the GPU). Device-side: numpy (+ Pillow), Python 
 import functools
 import math
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, List, Tuple
 
 import numpy as np
 

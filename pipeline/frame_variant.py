@@ -60,7 +60,7 @@ class FrameParity:
 def frame_parity(variant: str, network_path: str, pre: Any, frame_size: Tuple[int, int], images_dir: str,
                  count: int = PARITY_COUNT) -> FrameParity:
     """The variant on camera frames vs the network on the PIL path of the same frames (ONNX Runtime)."""
-    from inception_deploy.benchmarks.accuracy import kl_per_row
+    from inception_deploy.pipeline.metrics import kl_per_row, top1_agrees
     from inception_deploy.pipeline.datasets import open_image_folder, select
     from inception_deploy.runtime.backends.onnxruntime import OnnxRuntimeBackend
 
@@ -80,7 +80,7 @@ def frame_parity(variant: str, network_path: str, pre: Any, frame_size: Tuple[in
         ref = np.concatenate([network.infer(t[None]) for t in tensors])
         got = np.concatenate([prefixed.infer(f[None]) for f in frames])
     kl = float(kl_per_row(ref, got).mean())
-    agreement = float(np.mean(ref.argmax(1) == got.argmax(1)))
+    agreement = float(np.mean(top1_agrees(ref, got)))
     return FrameParity(len(frames), agreement, float(np.abs(ref - got).max()), kl, MIN_TOP1_AGREEMENT,
                        agreement >= MIN_TOP1_AGREEMENT)
 

@@ -23,9 +23,9 @@ from typing import Any, Dict, Mapping, Sequence, Tuple
 
 import numpy as np
 
+from inception_deploy.pipeline import documents
 from inception_deploy.pipeline.errors import UserError
 
-SCHEMA = "inception-deploy/preprocessing@1"
 INTERPOLATIONS = ("nearest", "bilinear", "bicubic")
 CROP_MODES = ("center", "squash")
 # Frame path vs PIL path, in 8-bit grey levels before normalisation (measured on the 200 shared
@@ -81,9 +81,8 @@ class Preprocessing:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "Preprocessing":
         """Read the description written by :meth:`to_dict` (a manifest's ``preprocessing``)."""
-        if d.get("schema") != SCHEMA:
-            raise UserError(f"preprocessing schema {d.get('schema')!r} is not {SCHEMA!r}; "
-                            "re-export the model with this version of inception-deploy")
+        documents.expect_tag(d, documents.PREPROCESSING, "preprocessing description",
+                             "re-export the model with this version of inception-deploy")
         try:
             return cls(input_size=(int(d["input_size"][0]), int(d["input_size"][1])),
                        crop_pct=float(d["crop_pct"]), crop_mode=str(d["crop_mode"]),
@@ -103,7 +102,7 @@ class Preprocessing:
         else:
             resize = "resize to %dx%d (aspect not kept)" % (rh, rw)
         return {
-            "schema": SCHEMA,
+            "schema": documents.PREPROCESSING,
             "input_size": list(self.input_size),
             "crop_pct": self.crop_pct,
             "crop_mode": self.crop_mode,

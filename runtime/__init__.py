@@ -4,6 +4,7 @@
 numpy (+ onnxruntime, or TensorRT with pycuda or cuda-python; OpenCV for the example app), no torch,
 Python 3.8.
 """
-from inception_deploy.runtime.classifier import Classifier, Prediction, softmax
+from inception_deploy.pipeline.metrics import softmax
+from inception_deploy.runtime.classifier import Classifier, Prediction
 
 __all__ = ["Classifier", "Prediction", "softmax"]

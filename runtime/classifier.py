@@ -28,6 +28,7 @@ from inception_deploy.pipeline import manifest as mf
 from inception_deploy.pipeline.errors import UserError
 from inception_deploy.pipeline.frame_io import frame_input_size, frame_size_name
 from inception_deploy.pipeline.labels import display_name
+from inception_deploy.pipeline.metrics import softmax
 from inception_deploy.pipeline.preprocess import FRAME_PATHS, Preprocessing, check_frame
 from inception_deploy.runtime.backends import Backend, artifact_type, open_backend
 
@@ -43,15 +44,6 @@ class Prediction:
 
     def __str__(self) -> str:
         return "%5.1f %%  %s" % (100.0 * self.probability, self.label_name)
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    """Row-wise softmax in float64 (stable for any logit scale)."""
-    z = logits.astype(np.float64)
-    z -= z.max(axis=-1, keepdims=True)
-    np.exp(z, out=z)
-    z /= z.sum(axis=-1, keepdims=True)
-    return z
 
 
 class Classifier:

@@ -215,14 +215,15 @@ class ShadowMonitor:
                     self._cond.notify_all()
 
     def _compare(self, index: int, frame: np.ndarray, deployed: np.ndarray) -> Dict[str, Any]:
-        from inception_deploy.benchmarks.accuracy import kl_per_row
+        from inception_deploy.pipeline.metrics import kl_per_row, top1_agrees, topk_overlap
 
         t0 = time.perf_counter()
         ref = np.asarray(self.reference.logits(self.reference.preprocess(frame)[None]), dtype=np.float64)[0]
         reference_ms = (time.perf_counter() - t0) * 1e3
-        kl = float(kl_per_row(ref[None], deployed[None].astype(np.float64))[0])
-        top5 = len(set(np.argsort(-ref)[:5]) & set(np.argsort(-deployed)[:5])) / 5.0
-        agree = bool(ref.argmax() == deployed.argmax())
+        ref_row, deployed_row = ref[None], deployed[None].astype(np.float64)
+        kl = float(kl_per_row(ref_row, deployed_row)[0])
+        top5 = float(topk_overlap(ref_row, deployed_row, 5)[0])
+        agree = bool(top1_agrees(ref_row, deployed_row)[0])
         with self._lock:
             if len(self._rows) == self._rows.maxlen:
                 old = self._rows[0]

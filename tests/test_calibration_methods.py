@@ -205,7 +205,6 @@ def test_exact_input_scale_only_where_the_pixels_land_on_the_int8_grid(mean, std
 def test_bias_correction_removes_the_mean_error_of_int8_weights(tmp_path):
     """One Conv whose INT8 weights are all rounded the same way: its output mean moves, and the
     corrected bias moves it back (the uncorrected error is large, the corrected one ~0)."""
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     from inception_deploy.calibration.qdq import correct_bias

@@ -17,7 +17,7 @@ import pytest
 
 from inception_deploy.pipeline import manifest as mf
 from inception_deploy.pipeline import paths
-from inception_deploy.pipeline.datasets import file_sha256
+from inception_deploy.pipeline.hashing import file_sha256
 from inception_deploy.pipeline.summary import summarize
 
 FAST = ["--precision", "int8", "--batch-size", "16", "--no-trt-check"]

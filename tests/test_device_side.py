@@ -10,7 +10,7 @@ from inception_deploy.pipeline import paths
 FORBIDDEN = ("torch", "timm", "modelopt", "torchvision")
 DEVICE_PIPELINE = ["errors", "atomic", "labels", "preprocess", "frame_plan", "frame_io", "datasets", "manifest",
                    "progress", "paths", "summary", "lineage", "publish", "hashing", "trt_cache", "onnx_io", "command",
-                   "documents", "__init__"]
+                   "documents", "metrics", "__init__"]
 # Host-side modules that must still import without torch (ONNX Runtime is their only engine).
 TORCH_FREE = ["inception_deploy.calibration.evaluate", "inception_deploy.calibration.stats"]
 
@@ -19,7 +19,6 @@ def device_files():
     root = paths.REPO_ROOT
     files = [os.path.join(root, "pipeline", f"{m}.py") for m in DEVICE_PIPELINE]
     files.append(os.path.join(root, "calibration", "cache.py"))
-    files.append(os.path.join(root, "benchmarks", "accuracy.py"))
     for pkg in ("runtime", "engines"):
         files += glob.glob(os.path.join(root, pkg, "**", "*.py"), recursive=True)
     from inception_deploy.engines.bundle import device_modules   # everything a deploy bundle ships runs on JetPack 5's Python 3.8

@@ -227,6 +227,23 @@ def test_verify_on_device_writes_the_bench_report_with_onnxruntime_standing_in(j
     assert gate.evaluate(report, base).passed
 
 
+def test_verify_on_device_errors_are_one_line_with_the_cli_exit_codes(jetson_bundle, tmp_path, capsys):
+    """The device verifier runs under the one command runner: a missing engine is bad input (exit 2), an
+    agreement under the limit a failed check (exit 1), each one ``error:`` line."""
+    from inception_deploy.benchmarks import device_verify
+
+    _, path, _ = jetson_bundle
+    common = ["--bundle", path, "--target", "jetson-orin", "--precision", "int8", "--out", str(tmp_path / "v"),
+              "--iterations", "2", "--batch-sizes", "1"]
+    assert device_verify.main(common + ["--engine", str(tmp_path / "no such.engine")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: engine not found: ") and err.count("\n") == 1
+    engine = os.path.join(path, "model", "model.int8.onnx")
+    assert device_verify.main(common + ["--engine", engine, "--min-top1-agreement", "1.01"]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err[-1].startswith("error: int8/onnxruntime agrees with the host FP32 on ") and err[-1].endswith("limit 101.0 %")
+
+
 def test_datacenter_and_xavier_bundles(tmp_path, engines_onnx_dir):
     res = run_cli("build", "--onnx-dir", engines_onnx_dir, "--target", "datacenter-hopper", "--out", str(tmp_path),
                   "--no-eval-set")

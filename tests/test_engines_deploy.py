@@ -184,7 +184,7 @@ def test_deepstream_reads_the_runtimes_label_and_probability(engines_onnx_dir, v
     """nvinfer's default classifier parser (value > threshold and > 0, first maximum wins) on the softmax
     output gives the Classifier's top-1 label and probability; on raw logits it often gives no label."""
     from inception_deploy.runtime import Classifier
-    from inception_deploy.runtime.classifier import softmax
+    from inception_deploy.pipeline.metrics import softmax
 
     with Classifier.load(os.path.join(engines_onnx_dir, "model.onnx"), providers=["CPUExecutionProvider"]) as clf:
         folder = eval_set.choose(val_dir, clf.labels, 50, 0)

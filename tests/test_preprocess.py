@@ -96,6 +96,8 @@ def test_description_round_trips_and_rejects_bad_values():
     assert Preprocessing.from_dict(d) == pre
     with pytest.raises(UserError, match="schema"):
         Preprocessing.from_dict({**d, "schema": "other@9"})
+    with pytest.raises(UserError, match="a JSON list, not a 'inception-deploy/preprocessing@1'"):
+        Preprocessing.from_dict([d])                      # type: ignore[arg-type]
     with pytest.raises(UserError, match="interpolation"):
         Preprocessing((224, 224), interpolation="lanczos9")
     with pytest.raises(UserError, match="crop_mode"):

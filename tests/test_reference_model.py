@@ -71,7 +71,7 @@ def test_timm_inception_v3_pooling_would_not_reproduce_the_graph(scripted, val_i
 
 
 def test_folder_rebuilds_bit_for_bit_from_the_wheel_and_the_committed_head(tmp_path, val_dir):
-    from inception_deploy.benchmarks.accuracy import accuracy
+    from inception_deploy.pipeline.metrics import accuracy
     from inception_deploy.pipeline.datasets import open_image_folder, select
     from inception_deploy.pipeline.models.sources import resolve_model
 

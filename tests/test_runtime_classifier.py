@@ -4,7 +4,6 @@ Frames come from the shared photos (real resolutions and aspect ratios, greyscal
 and the shared val images; the benchmark stage's runner is used as the reference for "same
 tensor in, same logits out".
 """
-import glob
 import os
 import shutil
 import threading

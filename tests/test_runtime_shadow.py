@@ -11,7 +11,6 @@ import os
 import shutil
 import threading
 
-import numpy as np
 import pytest
 
 import test_benchmarks_gate as gate_test

@@ -240,7 +240,7 @@ def tensorrt_verdict(path: str, work: str) -> Tuple[str, Optional[int]]:
 
 def judge(inputs: Inputs, row: Row, path: str) -> None:
     """Drift on the evaluation images, size, and a TensorRT-RTX INT8 build's layer check."""
-    from inception_deploy.benchmarks.accuracy import compare
+    from inception_deploy.pipeline.metrics import compare
     from inception_deploy.calibration.evaluate import predict
 
     row.bytes = os.path.getsize(path)

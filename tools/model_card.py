@@ -1,7 +1,7 @@
 """Measure a model folder with the project's own evaluation and write its model card (README.md).
 
 Top-1/top-5 of the fp32 PyTorch model on the shared Tiny-ImageNet ``val/`` and ``calib/`` splits
-(pipeline.datasets + pipeline.preprocess + benchmarks.accuracy: the same code every stage uses),
+(pipeline.datasets + pipeline.preprocess + pipeline.metrics: the same code every stage uses),
 plus whatever the training run recorded in ``config.json`` (recipe, wall time, device).
 """
 import argparse
@@ -16,9 +16,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from inception_deploy.benchmarks.accuracy import accuracy  # noqa: E402
 from inception_deploy.pipeline import atomic, paths  # noqa: E402
 from inception_deploy.pipeline.datasets import open_image_folder  # noqa: E402
+from inception_deploy.pipeline.metrics import accuracy  # noqa: E402
 from inception_deploy.pipeline.models.info import model_info  # noqa: E402
 from inception_deploy.pipeline.models.sources import resolve_model  # noqa: E402
 

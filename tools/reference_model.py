@@ -198,7 +198,6 @@ def train(backbone: fid_weights.Backbone, data: str, cache: str, seed: int, thre
     from inception_deploy.pipeline.preprocess import Preprocessing
     from tools.features import extract
 
-    t0 = time.perf_counter()
     labels, _ = read_class_labels(data)
     pre = Preprocessing.from_pretrained_cfg(build_model(backbone, len(labels)).pretrained_cfg)
     onnx_path = backbone_onnx(backbone, cache)

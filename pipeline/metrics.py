@@ -1,6 +1,9 @@
-"""Accuracy and drift: the one implementation used by calibration (accuracy budget) and bench.
+"""How far one set of outputs is from another: softmax, top-k accuracy, agreement, KL, McNemar,
+a bootstrap interval, and :class:`Drift` (all of them for a candidate against its FP32 baseline).
 
-All figures in percent points unless named otherwise. numpy only (runs on device hosts too).
+The one implementation used by the runtime (probabilities, the shadow monitor), the frame-input
+checks, bench and the device verifier, and calibration's accuracy budget. Figures in percent or
+points unless named otherwise. Device-side: numpy only, Python 3.8.
 """
 import math
 from dataclasses import asdict, dataclass, field
@@ -40,6 +43,27 @@ class Drift:
         return asdict(self)
 
 
+def _centered(logits: np.ndarray) -> np.ndarray:
+    """float64 copy with each row's maximum subtracted: exp() of it cannot overflow at any logit scale."""
+    z = np.asarray(logits).astype(np.float64)
+    z -= z.max(axis=-1, keepdims=True)
+    return z
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Softmax over the last axis (one row or (N, C)), in float64."""
+    z = _centered(logits)
+    np.exp(z, out=z)
+    z /= z.sum(axis=-1, keepdims=True)
+    return z
+
+
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    """log(softmax) over the last axis, in float64, without taking the log of an underflowed 0."""
+    z = _centered(logits)
+    return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+
+
 def topk_correct(logits: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
     """Boolean per image: is the label among the ``k`` highest logits?"""
     k = min(k, logits.shape[1])
@@ -55,10 +79,15 @@ def accuracy(logits: np.ndarray, labels: np.ndarray) -> Accuracy:
                     top5=100.0 * float(topk_correct(logits, labels, 5).mean()))
 
 
-def log_softmax(logits: np.ndarray) -> np.ndarray:
-    x = logits.astype(np.float64)
-    x = x - x.max(axis=1, keepdims=True)
-    return x - np.log(np.exp(x).sum(axis=1, keepdims=True))
+def top1_agrees(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Boolean per row of two (N, C) arrays: the same class is first in both."""
+    return a.argmax(axis=1) == b.argmax(axis=1)
+
+
+def topk_overlap(a: np.ndarray, b: np.ndarray, k: int = 5) -> np.ndarray:
+    """Per row of two (N, C) arrays: the fraction of ``a``'s ``k`` best classes that are among ``b``'s."""
+    top_a, top_b = np.argsort(-a, axis=1)[:, :k], np.argsort(-b, axis=1)[:, :k]
+    return (top_a[:, :, None] == top_b[:, None, :]).any(axis=2).sum(axis=1) / float(k)
 
 
 def kl_per_row(baseline: np.ndarray, candidate: np.ndarray) -> np.ndarray:
@@ -110,7 +139,7 @@ def compare(candidate: np.ndarray, baseline: np.ndarray, labels: np.ndarray,
     per_class.sort(key=lambda r: -r["top1_drop"])
     return Drift(images=int(len(labels)), top1_drop=base_acc.top1 - cand_acc.top1,
                  top5_drop=base_acc.top5 - cand_acc.top5,
-                 top1_agreement=float((candidate.argmax(1) == baseline.argmax(1)).mean()) if len(labels) else 1.0,
+                 top1_agreement=float(top1_agrees(candidate, baseline).mean()) if len(labels) else 1.0,
                  mean_kl=kl, max_abs_logit_error=float(np.abs(candidate - baseline).max()) if len(labels) else 0.0,
                  mcnemar_p=p, only_baseline_correct=b, only_candidate_correct=c,
                  top1_drop_ci95=bootstrap_drop_ci(base_ok, cand_ok) if len(labels) else [0.0, 0.0],
