@@ -32,6 +32,7 @@ import numpy as np  # noqa: E402
 from inception_deploy.calibration.methods import METHODS  # noqa: E402
 from inception_deploy.pipeline import atomic, paths  # noqa: E402
 from inception_deploy.pipeline import manifest as mf  # noqa: E402
+from inception_deploy.pipeline.command import run  # noqa: E402
 from inception_deploy.pipeline.errors import UserError  # noqa: E402
 
 REPO = paths.REPO_ROOT
@@ -312,37 +313,40 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--peer", choices=sorted(IN_PROCESS_PEERS), help=argparse.SUPPRESS)   # one peer, in this process
     p.add_argument("--images", help=argparse.SUPPRESS)
     p.add_argument("--input", help=argparse.SUPPRESS)
-    args = p.parse_args(argv)
+    p.set_defaults(func=_run)
+    return run(p, argv)
+
+
+def _run(args: argparse.Namespace) -> int:
+    """One peer in this process (``--peer``), or every chosen quantizer and the table."""
     if args.peer:
         return peer_main(args)
-    try:
-        eval_count = None if args.eval_count == "all" else int(args.eval_count)
-        model = mf.read(args.onnx, expect_kind="onnx").model.name
-        out_dir = args.out or os.path.join(REPO, "build", "compare-quantizers", model)
-        os.makedirs(out_dir, exist_ok=True)
-        with tempfile.TemporaryDirectory(prefix=".compare.", dir=out_dir) as work:
-            inputs = prepare(args.onnx, args.calib_images, args.eval_images, args.calib_count, eval_count,
-                             args.seed, work)
-            wanted = [w.strip() for w in (args.only or "").split(",") if w.strip()]
-            chosen = lambda name: not wanted or any(w.lower() in name.lower() for w in wanted)  # noqa: E731
-            rows: List[Row] = []
-            if any(chosen(f"project {m}") for m in METHODS):
-                for name, fn in project_quantizers(inputs).items():
-                    if chosen(name):
-                        rows.append(run_one(inputs, name, "project", fn))
-            for name in PEERS:
+    if args.eval_count != "all" and not args.eval_count.isdigit():
+        raise UserError(f"--eval-count {args.eval_count!r}: expected a number of images or 'all'")
+    eval_count = None if args.eval_count == "all" else int(args.eval_count)
+    model = mf.read(args.onnx, expect_kind="onnx").model.name
+    out_dir = args.out or os.path.join(REPO, "build", "compare-quantizers", model)
+    os.makedirs(out_dir, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".compare.", dir=out_dir) as work:
+        inputs = prepare(args.onnx, args.calib_images, args.eval_images, args.calib_count, eval_count,
+                         args.seed, work)
+        wanted = [w.strip() for w in (args.only or "").split(",") if w.strip()]
+        chosen = lambda name: not wanted or any(w.lower() in name.lower() for w in wanted)  # noqa: E731
+        rows: List[Row] = []
+        if any(chosen(f"project {m}") for m in METHODS):
+            for name, fn in project_quantizers(inputs).items():
                 if chosen(name):
-                    rows.append(run_one(inputs, name, name.split()[0], lambda out, n=name: run_peer(n, inputs, out)))
-            text = table(rows, inputs)
-        atomic.write_text(os.path.join(out_dir, "table.md"), text + "\n")
-        atomic.write_json(os.path.join(out_dir, "table.json"),
-                          {"onnx": os.path.abspath(args.onnx), "calib_images": args.calib_count,
-                           "eval_images": len(inputs.eval_y), "seed": args.seed, "rows": [asdict(r) for r in rows]})
-        print(text)
-        print(f"\nwritten: {os.path.join(out_dir, 'table.md')}")
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return e.exit_code
+                    rows.append(run_one(inputs, name, "project", fn))
+        for name in PEERS:
+            if chosen(name):
+                rows.append(run_one(inputs, name, name.split()[0], lambda out, n=name: run_peer(n, inputs, out)))
+        text = table(rows, inputs)
+    atomic.write_text(os.path.join(out_dir, "table.md"), text + "\n")
+    atomic.write_json(os.path.join(out_dir, "table.json"),
+                      {"onnx": os.path.abspath(args.onnx), "calib_images": args.calib_count,
+                       "eval_images": len(inputs.eval_y), "seed": args.seed, "rows": [asdict(r) for r in rows]})
+    print(text)
+    print(f"\nwritten: {os.path.join(out_dir, 'table.md')}")
     return 0
 
 

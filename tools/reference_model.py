@@ -25,6 +25,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from inception_deploy.pipeline import atomic, paths  # noqa: E402
+from inception_deploy.pipeline.command import run  # noqa: E402
 from inception_deploy.pipeline.errors import UserError  # noqa: E402
 from inception_deploy.pipeline.models import fid_weights  # noqa: E402
 from inception_deploy.pipeline.models.model_folder import CONFIG, WEIGHTS, save_model_folder  # noqa: E402
@@ -360,32 +361,33 @@ def main(argv: "List[str] | None" = None) -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--compare-preprocessing", action="store_true",
                    help="only measure the resize variants with a linear probe on train/ (the card's table)")
-    args = p.parse_args(argv)
+    p.set_defaults(func=_run)
+    return run(p, argv)
+
+
+def _run(args: argparse.Namespace) -> int:
+    """Fetch the backbone, then assemble the folder (or retrain, or only compare preprocessing)."""
     torch.set_num_threads(args.threads)
-    try:
-        t0 = time.perf_counter()
-        backbone = fid_weights.fetch(args.cache)
-        if args.compare_preprocessing:
-            atomic.write_json(os.path.join(args.cache, "preprocessing.json"),
-                              compare_preprocessing(backbone, args.data, args.cache, args.seed, args.threads))
-            return 0
-        head_path = os.path.join(args.out, HEAD)
-        if args.retrain:
-            head, training = train(backbone, args.data, args.cache, args.seed, args.threads)
-            training["evaluation"] = evaluate(backbone, head, args.data, args.cache, args.threads)
-            training["retrain_wall_s"] = round(time.perf_counter() - t0, 1)
-            save_head(head, head_path)
-        else:
-            head = load_head(head_path)
-            training = read_training_record(args.out)
-        digest = assemble(backbone, head, args.out, args.data, training)
-        if args.retrain:
-            write_card(args.out, training, backbone)
-        print(f"reference model: {args.out} ({WEIGHTS} state sha256 {digest[:16]}...) in "
-              f"{time.perf_counter() - t0:.1f} s", file=sys.stderr)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return e.exit_code
+    t0 = time.perf_counter()
+    backbone = fid_weights.fetch(args.cache)
+    if args.compare_preprocessing:
+        atomic.write_json(os.path.join(args.cache, "preprocessing.json"),
+                          compare_preprocessing(backbone, args.data, args.cache, args.seed, args.threads))
+        return 0
+    head_path = os.path.join(args.out, HEAD)
+    if args.retrain:
+        head, training = train(backbone, args.data, args.cache, args.seed, args.threads)
+        training["evaluation"] = evaluate(backbone, head, args.data, args.cache, args.threads)
+        training["retrain_wall_s"] = round(time.perf_counter() - t0, 1)
+        save_head(head, head_path)
+    else:
+        head = load_head(head_path)
+        training = read_training_record(args.out)
+    digest = assemble(backbone, head, args.out, args.data, training)
+    if args.retrain:
+        write_card(args.out, training, backbone)
+    print(f"reference model: {args.out} ({WEIGHTS} state sha256 {digest[:16]}...) in "
+          f"{time.perf_counter() - t0:.1f} s", file=sys.stderr)
     return 0
 
 
