@@ -408,8 +408,7 @@ def _publish_int8(run: StageRun, chosen: str, stage: Dict[str, Any]) -> None:
     stage["timings_s"] = dict(run.timer.parts, total=run.timer.total(), histogram_pass=run.stats.seconds)
     stage["summary"] = _int8_summary(stage)
     manifest = mf.derive(run.parent, opts.onnx_path, "onnx-int8", stage, artifact_path=paths["int8"])
-    run.pub.add(paths["int8"], src=chosen)
-    run.pub.write_manifest(manifest, paths["int8"])
+    run.pub.add_artifact(paths["int8"], chosen, manifest)
     run.out.int8 = paths["int8"]
     run.out.manifests["onnx-int8"] = manifest
     run.out.written.append(f"{paths['int8']} ({manifest.artifact['bytes'] / 1e6:.1f} MB) and {paths['cache']}")
@@ -574,8 +573,7 @@ def _fp16(run: StageRun) -> None:
                     f"points on {stage['drift']['images']} val images")
     stage["summary"] = summary
     manifest = mf.derive(parent, opts.onnx_path, "onnx-fp16", stage, artifact_path=paths["fp16"])
-    pub.add(paths["fp16"], src=partial)
-    pub.write_manifest(manifest, paths["fp16"])
+    pub.add_artifact(paths["fp16"], partial, manifest)
     out.fp16 = paths["fp16"]
     out.manifests["onnx-fp16"] = manifest
     out.written.append(f"{paths['fp16']} ({manifest.artifact['bytes'] / 1e6:.1f} MB)")

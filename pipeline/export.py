@@ -273,8 +273,7 @@ def _export_locked(loaded: LoadedModel, out_dir: str, parity_images: str, opset:
             f"{loaded.name}, opset {graph['opset']}, parity on {parity.images} images: max abs error "
             f"{parity.max_abs_error:.1e}, top-1 agreement {100 * parity.top1_agreement:.1f} %")
         with publish.Publication(out_dir) as pub:
-            pub.add(final, src=tmp)
-            pub.write_manifest(manifest, final)
+            pub.add_artifact(final, tmp, manifest)
             pub.last(final)
         return manifest
     finally:

@@ -123,8 +123,7 @@ def write_frame_variant(onnx_path: str, frame_size: Tuple[int, int], parity_imag
         manifest = mf.derive(parent, onnx_path, parent.kind, _stage(frame_size, model, parity), io=io,
                              artifact_path=final)
         with publish.Publication(os.path.dirname(os.path.abspath(final))) as pub:
-            pub.add(final, src=staged)
-            pub.write_manifest(manifest, final)
+            pub.add_artifact(final, staged, manifest)
             pub.last(final)
         return manifest
     finally:

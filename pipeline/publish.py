@@ -264,6 +264,13 @@ class Publication:
         self.add(mf.sidecar(final))
         return side
 
+    def add_artifact(self, final: str, src: str, manifest: Any) -> str:
+        """An artifact and its manifest: ``src`` moved in as ``final``, then the manifest written from
+        the staged file (so its sha256 is the published file's). Returns the staged path."""
+        staged = self.add(final, src=src)
+        self.write_manifest(manifest, final)
+        return staged
+
     def last(self, final: str) -> None:
         """Rename ``final`` (the file ``make`` tracks) after every other file, its manifest just before it."""
         self._last = os.path.basename(final)
