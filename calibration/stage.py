@@ -132,10 +132,10 @@ def run(opts: Options) -> Outputs:
     if (compare_methods or budget) and "int8" not in precisions:
         raise UserError("--accuracy-budget and --compare-methods apply to --precision int8")
     parent = lineage.check(opts.onnx_path, expect_kind="onnx")   # sha256, labels, graph I/O vs manifest
-    load_onnx(opts.onnx_path)
+    fp32 = load_onnx(opts.onnx_path)        # decoded once: a bad file is refused before the lock
     paths = _paths(opts.onnx_path, opts.out_dir)
     with pub_.RunLock(paths["dir"], "calibrate"):
-        out = _run_locked(opts, precisions, method, compare_methods, budget, parent, paths)
+        out = _run_locked(opts, precisions, method, compare_methods, budget, parent, fp32, paths)
     for line in out.written:
         print(f"calibrate: wrote {line}", file=sys.stderr)
     return out
@@ -158,6 +158,7 @@ class StageRun:
 
     opts: Options
     parent: mf.Manifest
+    fp32: Any                             # the input ONNX, decoded (onnx.ModelProto)
     paths: Dict[str, str]
     calib: cdata.ImageSet
     reference: np.ndarray                 # REFERENCE_IMAGES preprocessed calibration images
@@ -168,17 +169,9 @@ class StageRun:
     pub: pub_.Publication
     stats: Optional[cstats.ActivationStats] = None
 
-    @property
-    def input_name(self) -> str:
-        return self.parent.io["input"]["name"]
-
-    @property
-    def output_name(self) -> str:
-        return self.parent.io["output"]["name"]
-
 
 def _run_locked(opts: Options, precisions: List[str], method: cmethods.Method,
-                compare_methods: List[cmethods.Method], budget: Any, parent: mf.Manifest,
+                compare_methods: List[cmethods.Method], budget: Any, parent: mf.Manifest, fp32: Any,
                 paths: Dict[str, str]) -> "Outputs":
     """The run, under the output folder's lock; every output is published at the end, together."""
     pre = parent.preprocessing_obj()
@@ -196,12 +189,12 @@ def _run_locked(opts: Options, precisions: List[str], method: cmethods.Method,
 
     evaluation = None
     if opts.eval_images:
-        evaluation = _load_eval(opts, parent, pre, parent.io["output"]["name"], parent.io["input"]["name"], timer)
+        evaluation = _load_eval(opts, parent, pre, timer)
 
     work = pub_.temp_dir(paths["dir"], "calibrate")
     try:
         with pub_.Publication(paths["dir"]) as pub:
-            run = StageRun(opts, parent, paths, calib, reference, evaluation, work, timer, out, pub)
+            run = StageRun(opts, parent, fp32, paths, calib, reference, evaluation, work, timer, out, pub)
             run.stats = _histograms(run, pre)
             if "int8" in precisions:
                 _int8(run, method, compare_methods, budget)
@@ -246,8 +239,7 @@ class Evaluation:
         return predict(path, x, input_name=self.input_name, output_name=self.output_name)
 
 
-def _load_eval(opts: Options, parent: mf.Manifest, pre: Any, output_name: str, input_name: str,
-               timer: Timer) -> Evaluation:
+def _load_eval(opts: Options, parent: mf.Manifest, pre: Any, timer: Timer) -> Evaluation:
     from inception_deploy.pipeline.metrics import accuracy
     from inception_deploy.calibration.evaluate import predict
 
@@ -255,20 +247,20 @@ def _load_eval(opts: Options, parent: mf.Manifest, pre: Any, output_name: str, i
                                  opts.seed, require_labels=True, what="evaluation images")
     x, y, _ = cdata.load_arrays(images, pre, 64, label=None)
     t = time.perf_counter()
-    logits = predict(opts.onnx_path, x, input_name=input_name, output_name=output_name)
+    logits = predict(opts.onnx_path, x, input_name=parent.input_name, output_name=parent.output_name)
     forward_s = time.perf_counter() - t
     acc = accuracy(logits, y)
     record = dict(images.record())
     record["fp32"] = acc.to_dict()
     record["fp32_forward_ms_per_image"] = round(1000.0 * forward_s / max(len(y), 1), 2)
     timer.done("evaluation images + FP32 logits", f"{len(y)} images, FP32 top-1 {acc.top1:.2f} %, top-5 {acc.top5:.2f} %")
-    return Evaluation(x, y, logits, record, output_name, input_name)
+    return Evaluation(x, y, logits, record, parent.output_name, parent.input_name)
 
 
 def _histograms(run: StageRun, pre: Any) -> cstats.ActivationStats:
     """The activation statistics of the calibration images (one ONNX Runtime pass), or their cache."""
     opts, parent, calib = run.opts, run.parent, run.calib
-    model = load_onnx(opts.onnx_path)
+    model = run.fp32
     tensors = cstats.float_activation_tensors(model)
     key = cstats.stats_key(parent.artifact["sha256"], calib.sha256, parent.preprocessing, tensors)
     cache_file = os.path.join(run.paths["stats"], "stats-%s.npz" % key[:20])
@@ -279,7 +271,7 @@ def _histograms(run: StageRun, pre: Any) -> cstats.ActivationStats:
     per_image = cstats.bytes_per_image(model, tensors)
     batch = max(1, min(opts.batch_size, STATS_MEMORY // max(per_image, 1)))   # every tensor of a batch is held at once
     batches = (b.images for b in calib.folder.batches(pre, batch))
-    stats = cstats.collect(opts.onnx_path, tensors, batches, run.input_name, key, len(calib))
+    stats = cstats.collect(opts.onnx_path, tensors, batches, run.parent.input_name, key, len(calib))
     stats.batch = batch
     run.timer.done("activation histograms", "one ONNX Runtime pass, %d tensors: ORT %.1f s, histograms %.1f s, "
                    "decode+preprocess the rest" % (len(tensors), stats.seconds["onnxruntime"],
@@ -296,33 +288,33 @@ def _int8(run: StageRun, method: cmethods.Method, compare_methods: List[cmethods
 
     opts, stats = run.opts, run.stats
     assert stats is not None
-    recipe = RangeRecipe.for_model(load_onnx(opts.onnx_path), stats.tensors, run.parent.preprocessing,
-                                   run.input_name, opts.corrupt_scales)
+    recipe = RangeRecipe.for_model(run.fp32, stats.tensors, run.parent.preprocessing,
+                                   run.parent.input_name, opts.corrupt_scales)
     scales = recipe.scales(method)
     run.timer.done("activation ranges", f"{method.name}, {len(scales)} tensors, {len(recipe.groups)} Concat groups"
                    + (", exact input scale" if recipe.input_amax else ""))
-    cal_link = _write_calibration(run, method, scales, recipe)
-    builder = qdq.CandidateBuilder(opts.onnx_path, run.work, run.reference, run.input_name, opts.nodes_to_exclude,
+    amax = {k: v * trt_cache.INT8_MAX for k, v in scales.items()}     # the ranges as the scales give them
+    cal_link = _write_calibration(run, method, scales, amax, recipe)
+    builder = qdq.CandidateBuilder(opts.onnx_path, run.work, run.reference, run.parent.input_name, opts.nodes_to_exclude,
                                    opts.high_precision, opts.cache_version,
                                    stats.channel_means if opts.bias_correction else None)
     first = builder.build(scales)
-    check_runs(first, run.reference[:4], run.input_name, run.output_name)
+    check_runs(first, run.reference[:4], run.parent.input_name, run.parent.output_name)
     result = builder.last
     assert result is not None
     run.timer.done("modelopt quantize with imported scales", f"{result.graph.qdq_pairs} QuantizeLinear nodes, "
                    f"{result.reimported_scales} scales re-imported after modelopt, "
                    f"{len(result.bias_corrected)} biases corrected")
-    stage = _int8_record(run, method, scales, recipe, result, cal_link)
+    stage = _int8_record(run, method, amax, recipe, result, cal_link)
     chosen = _measure_int8(run, first, builder, recipe, scales, compare_methods, budget, stage)
     _publish_int8(run, chosen, stage)
 
 
-def _write_calibration(run: StageRun, method: cmethods.Method, scales: Dict[str, float],
+def _write_calibration(run: StageRun, method: cmethods.Method, scales: Dict[str, float], amax: Dict[str, float],
                        recipe: Any) -> Dict[str, str]:
     """The TensorRT calibration cache and its ``calibration`` manifest, staged: published with the
     INT8 model at the end. Returns the INT8 manifest's link to it."""
     opts, paths = run.opts, run.paths
-    amax = {k: v * trt_cache.INT8_MAX for k, v in scales.items()}
     trt_cache.write_cache(run.pub.add(paths["cache"]), scales, opts.cache_version)
     cal_manifest = mf.derive(run.parent, opts.onnx_path, "calibration", artifact_path=paths["cache"], stage={
         "name": "calibrate", "method": method.name, "images": len(run.calib), "seed": opts.seed,
@@ -344,11 +336,10 @@ def _write_calibration(run: StageRun, method: cmethods.Method, scales: Dict[str,
     return {"file": os.path.basename(mf.sidecar(paths["cache"])), "sha256": cal_manifest_sha}
 
 
-def _int8_record(run: StageRun, method: cmethods.Method, scales: Dict[str, float], recipe: Any,
+def _int8_record(run: StageRun, method: cmethods.Method, amax: Dict[str, float], recipe: Any,
                  result: qdq.QuantizeResult, cal_link: Dict[str, str]) -> Dict[str, Any]:
     """The INT8 manifest's stage record (drift, budget and layer check are added as they are measured)."""
     opts = run.opts
-    amax = {k: v * trt_cache.INT8_MAX for k, v in scales.items()}
     return {"name": "calibrate", "precision": "int8", "method": method.name,
             "images": len(run.calib), "seed": opts.seed, "high_precision_dtype": opts.high_precision,
             "quantization": {"activations": "per-tensor, symmetric", "weights": "per-channel, symmetric, stored INT8",
@@ -545,7 +536,7 @@ def _fp16(run: StageRun) -> None:
     from inception_deploy.calibration import fp16
 
     opts, parent, reference, evaluation = run.opts, run.parent, run.reference, run.evaluation
-    input_name, output_name, paths, work, timer, out, pub = (run.input_name, run.output_name, run.paths, run.work,
+    input_name, output_name, paths, work, timer, out, pub = (run.parent.input_name, run.parent.output_name, run.paths, run.work,
                                                              run.timer, run.out, run.pub)
     hists = run.stats.tensors if run.stats else {}
 

@@ -85,6 +85,16 @@ class Manifest:
     def label_names(self) -> List[str]:
         return self.model.label_names
 
+    @property
+    def input_name(self) -> str:
+        """The graph's input tensor name (``io.input.name``)."""
+        return self.io["input"]["name"]
+
+    @property
+    def output_name(self) -> str:
+        """The graph's output tensor name (``io.output.name``)."""
+        return self.io["output"]["name"]
+
     def to_dict(self) -> Dict[str, Any]:
         d = asdict(self)
         order = ["schema", "kind", "created", "tool", "artifact", "model", "preprocessing", "io",

@@ -53,14 +53,6 @@ class Inputs:
     fp32_logits: np.ndarray
     work: str
 
-    @property
-    def input_name(self) -> str:
-        return self.manifest.io["input"]["name"]
-
-    @property
-    def output_name(self) -> str:
-        return self.manifest.io["output"]["name"]
-
 
 @dataclass
 class Row:
@@ -95,15 +87,15 @@ def project_quantizers(inputs: Inputs) -> Dict[str, Callable[[str], float]]:
     tensors = cstats.float_activation_tensors(model)
     t0 = time.perf_counter()
     batches = (inputs.calib[i:i + 32] for i in range(0, len(inputs.calib), 32))
-    stats = cstats.collect(inputs.fp32, tensors, batches, inputs.input_name, "compare", len(inputs.calib))
+    stats = cstats.collect(inputs.fp32, tensors, batches, inputs.manifest.input_name, "compare", len(inputs.calib))
     pass_s = time.perf_counter() - t0
-    recipe = RangeRecipe.for_model(model, stats.tensors, inputs.manifest.preprocessing, inputs.input_name)
+    recipe = RangeRecipe.for_model(model, stats.tensors, inputs.manifest.preprocessing, inputs.manifest.input_name)
 
     def make(method: str) -> Callable[[str], float]:
         def run(out: str) -> float:
             t = time.perf_counter()
             qdq.quantize_with_scales(inputs.fp32, out, recipe.scales(cmethods.Method.parse(method)), inputs.calib,
-                                     inputs.input_name, channel_means=stats.channel_means)
+                                     inputs.manifest.input_name, channel_means=stats.channel_means)
             return pass_s + time.perf_counter() - t
         return run
 
@@ -174,7 +166,7 @@ def peer_command(name: str, inputs: "Inputs", out: str) -> List[str]:
     images = os.path.join(inputs.work, "calib.npy")
     if not os.path.isfile(images):
         np.save(images, inputs.calib)
-    common = ["--onnx", inputs.fp32, "--images", images, "--input", inputs.input_name, "--out", out]
+    common = ["--onnx", inputs.fp32, "--images", images, "--input", inputs.manifest.input_name, "--out", out]
     if name in NNCF_PEERS:
         if not os.path.isfile(PEERS_PYTHON):
             raise UserError(f"{PEERS_PYTHON} is missing: make compare-quantizers creates it (pip install nncf)")
@@ -245,7 +237,7 @@ def judge(inputs: Inputs, row: Row, path: str) -> None:
     from inception_deploy.calibration.evaluate import predict
 
     row.bytes = os.path.getsize(path)
-    logits = predict(path, inputs.eval_x, input_name=inputs.input_name, output_name=inputs.output_name)
+    logits = predict(path, inputs.eval_x, input_name=inputs.manifest.input_name, output_name=inputs.manifest.output_name)
     d = compare(logits, inputs.fp32_logits, inputs.eval_y)
     row.top1_drop, row.top5_drop, row.top1_agreement = d.top1_drop, d.top5_drop, d.top1_agreement
     row.mean_kl, row.mcnemar_p = d.mean_kl, d.mcnemar_p
@@ -264,7 +256,7 @@ def prepare(fp32: str, calib_dir: str, eval_dir: str, calib_count: int, eval_cou
     calib, _, _ = cdata.load_arrays(calib_set, pre, 64, label="calibration images")
     eval_set = cdata.choose_images(eval_dir, manifest.label_names, eval_count, seed, require_labels=True)
     x, y, _ = cdata.load_arrays(eval_set, pre, 64, label="evaluation images")
-    logits = predict(fp32, x, input_name=manifest.io["input"]["name"], output_name=manifest.io["output"]["name"])
+    logits = predict(fp32, x, input_name=manifest.input_name, output_name=manifest.output_name)
     return Inputs(fp32, manifest, calib, x, y, logits, work)
 
 
