@@ -112,7 +112,7 @@ class FrameAccuracy:
             from inception_deploy.pipeline.frame_graph import add_frame_input
             from inception_deploy.runtime.backends.onnxruntime import OnnxRuntimeBackend
 
-            model = add_frame_input(onnx.load(self.onnx_path), self.pre, size, self.manifest.io["input"]["name"])
+            model = add_frame_input(onnx.load(self.onnx_path), self.pre, size, self.manifest.input_name)
             with tempfile.TemporaryDirectory(prefix="frame-accuracy.") as tmp:
                 path = os.path.join(tmp, "model.onnx")
                 onnx.save(model, path)
@@ -131,7 +131,7 @@ class FrameAccuracy:
         """Score frames (all of one size when the graph is measured) into ``tallies`` per path."""
         chunk = _Chunk()
         for frame, label in frames:
-            chunk.exact.append(self.pre.image(_as_pil(frame)))
+            chunk.exact.append(self.pre.frame(frame, path="exact", resampler="pil"))
             chunk.fast.append(self._fast(frame))
             chunk.frames.append(frame)
             chunk.labels.append(label)
@@ -153,10 +153,6 @@ class FrameAccuracy:
             tallies["graph"].add(ref, np.concatenate(got), labels)
 
 
-def _as_pil(bgr: np.ndarray) -> Any:
-    from PIL import Image
-
-    return Image.fromarray(np.ascontiguousarray(bgr[:, :, ::-1]))
 
 
 def _val_frames(folder: ImageFolder, size: Tuple[int, int]) -> Iterator[Tuple[np.ndarray, int]]:

@@ -154,6 +154,8 @@ def run_pillow(frame: np.ndarray, plan: FramePlan) -> np.ndarray:
     Pillow's unpacker), ``Image.reduce`` for the box step, ``resize(box=...)`` for the rest."""
     from PIL import Image
 
+    from inception_deploy.pipeline.preprocess import _PIL_FILTERS
+
     y0, x0, y1, x1 = plan.region
     if not frame.flags.c_contiguous:
         frame = np.ascontiguousarray(frame)
@@ -166,7 +168,7 @@ def run_pillow(frame: np.ndarray, plan: FramePlan) -> np.ndarray:
         img = img.reduce((kx, ky))
     by0, bx0, by1, bx1 = plan.reduced_box
     h, w = plan.output_size
-    img = img.resize((w, h), _pil_filter(Image, plan.interpolation), box=(bx0, by0, bx1, by1))
+    img = img.resize((w, h), _PIL_FILTERS[plan.interpolation](Image), box=(bx0, by0, bx1, by1))
     return np.asarray(img)
 
 
@@ -209,9 +211,3 @@ def box_reduce(region: np.ndarray, factor: Tuple[int, int]) -> np.ndarray:
     sums = padded.reshape(ny, ky, nx, kx, c).sum(axis=(1, 3))
     counts = np.outer(np.minimum(ky, h - ky * np.arange(ny)), np.minimum(kx, w - kx * np.arange(nx)))
     return _round8(sums / counts[:, :, None].astype(np.float32))
-
-
-def _pil_filter(Image: Any, interpolation: str) -> Any:
-    names = {"nearest": "NEAREST", "bilinear": "BILINEAR", "bicubic": "BICUBIC"}
-    holder = getattr(Image, "Resampling", Image)   # Pillow >= 9.1 has the enum, older the constants
-    return getattr(holder, names[interpolation])

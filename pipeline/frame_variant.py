@@ -73,7 +73,7 @@ def frame_parity(variant: str, network_path: str, pre: Any, frame_size: Tuple[in
             continue
         frame = camera_frame(img, frame_size)
         frames.append(frame)
-        tensors.append(pre.image(_pil(frame)))
+        tensors.append(pre.frame(frame, path="exact", resampler="pil"))
     if not frames:
         raise UserError("no readable images for the frame-input parity check in %s" % images_dir)
     with OnnxRuntimeBackend(network_path) as network, OnnxRuntimeBackend(variant) as prefixed:
@@ -85,10 +85,6 @@ def frame_parity(variant: str, network_path: str, pre: Any, frame_size: Tuple[in
                        agreement >= MIN_TOP1_AGREEMENT)
 
 
-def _pil(bgr: np.ndarray) -> Any:
-    from PIL import Image
-
-    return Image.fromarray(np.ascontiguousarray(bgr[:, :, ::-1]))
 
 
 def write_frame_variant(onnx_path: str, frame_size: Tuple[int, int], parity_images: Optional[str],
@@ -103,7 +99,7 @@ def write_frame_variant(onnx_path: str, frame_size: Tuple[int, int], parity_imag
     if frame_input_size(parent.io):
         raise UserError("%s already takes camera frames; give the network model it was made from" % onnx_path)
     pre = parent.preprocessing_obj()
-    model = add_frame_input(onnx.load(onnx_path), pre, frame_size, network_input=parent.io["input"]["name"])
+    model = add_frame_input(onnx.load(onnx_path), pre, frame_size, network_input=parent.input_name)
     problems = prefix_quantization_problems(model)
     if problems:
         raise CheckFailed("the frame preprocessing of %s would run in INT8 (%s); it must stay FP32"
