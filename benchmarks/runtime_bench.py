@@ -142,7 +142,7 @@ def shadow_overhead(model: str, frame: np.ndarray, frames: int = 100, rounds: in
     alternating, so load from other processes hits both alike. Per frame: the process's CPU time
     (both threads; insensitive to other processes) and wall time; the overhead is the ratio of the
     medians. One frame repeated: time is measured, not agreement (alarms are not reported)."""
-    from inception_deploy.runtime import Classifier, shadow, softmax
+    from inception_deploy.runtime import Classifier, shadow
 
     with Classifier.load(model, threads=threads) as clf:
         monitor = shadow.attach(clf, settings=settings, on_alarm=lambda record: None)
@@ -153,7 +153,7 @@ def shadow_overhead(model: str, frame: np.ndarray, frames: int = 100, rounds: in
                     c0, t0 = time.process_time(), time.perf_counter()
                     for _ in range(frames):
                         logits = clf.logits(clf.preprocess(frame)[None])
-                        clf.rank(softmax(logits)[0], 5)
+                        clf.rank(clf.probabilities(logits)[0], 5)
                         if watch:
                             monitor.observe(frame, logits[0])
                     monitor.wait_idle()

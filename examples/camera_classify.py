@@ -22,7 +22,7 @@ except ImportError:  # run from a source checkout without installing
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from inception_deploy.pipeline.errors import EXIT_BAD_INPUT, UserError  # noqa: E402
-from inception_deploy.runtime import Classifier, options, shadow, softmax  # noqa: E402
+from inception_deploy.runtime import Classifier, options, shadow  # noqa: E402
 from inception_deploy.runtime.capture import Capture  # noqa: E402
 from inception_deploy.runtime.display import Output  # noqa: E402
 from inception_deploy.runtime.profiler import Profiler  # noqa: E402
@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
                 with profiler.stage("inference"):
                     logits = clf.logits(x[None])
                 with profiler.stage("post"):
-                    top = clf.rank(smoother.update(softmax(logits)[0]), args.top_k, args.threshold)
+                    top = clf.rank(smoother.update(clf.probabilities(logits)[0]), args.top_k, args.threshold)
                 if monitor:
                     monitor.observe(frame.image, logits[0])
                 profiler.frame_done()

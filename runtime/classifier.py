@@ -197,8 +197,12 @@ class Classifier:
     def predictions(self, logits: np.ndarray, top_k: int = 5, threshold: float = 0.0) -> List[List[Prediction]]:
         """(N, C) logits (or probabilities, from a ``--softmax`` engine) -> per row the ``top_k`` most
         probable classes at or above ``threshold``, best first."""
-        probs = logits.astype(np.float64) if self.outputs_probabilities else softmax(logits)
-        return [self.rank(row, top_k, threshold) for row in probs]
+        return [self.rank(row, top_k, threshold) for row in self.probabilities(logits)]
+
+    def probabilities(self, logits: np.ndarray) -> np.ndarray:
+        """(N, C) network outputs -> class probabilities: softmax of logits, or the outputs as they are
+        for a ``--softmax`` engine, whose network already ends in a softmax."""
+        return logits.astype(np.float64) if self.outputs_probabilities else softmax(logits)
 
     def rank(self, probabilities: np.ndarray, top_k: int = 5, threshold: float = 0.0) -> List[Prediction]:
         """One row of class probabilities (e.g. smoothed over frames) -> the ``top_k`` best at or above ``threshold``."""
