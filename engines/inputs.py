@@ -17,7 +17,7 @@ from inception_deploy.pipeline import lineage
 from inception_deploy.pipeline import manifest as mf
 from inception_deploy.pipeline.hashing import file_sha256
 from inception_deploy.pipeline.errors import UserError
-from inception_deploy.pipeline.frame_io import frame_size_name
+from inception_deploy.pipeline.frame_io import frame_size_name, variant_path
 
 KIND_FOR = {"model.onnx": "onnx", "model.fp16.onnx": "onnx-fp16", "model.int8.onnx": "onnx-int8"}
 CACHE_MAGIC = b"TRT-"
@@ -81,13 +81,6 @@ def find_calibration_cache(folder: str) -> Optional[str]:
     return found[0] if found else None
 
 
-def frame_variant_name(name: str, frame_input: Optional[Tuple[int, int]]) -> str:
-    """``model.int8.onnx`` -> ``model.int8.frame-1920x1080.onnx`` (pipeline.frame_variant's naming)."""
-    if not frame_input:
-        return name
-    return "%s.frame-%s.onnx" % (name[:-5] if name.endswith(".onnx") else name, frame_size_name(frame_input))
-
-
 def locate(onnx: str, target: Target, precision: str, calib_cache: Optional[str] = None,
            dla_core: int = -1, frame_input: Optional[Tuple[int, int]] = None) -> BuildInputs:
     """The ONNX (+ manifest, + calibration cache) that ``target`` builds ``precision`` from
@@ -99,7 +92,8 @@ def locate(onnx: str, target: Target, precision: str, calib_cache: Optional[str]
     implicit = precision == "int8" and target.int8_mode_for(dla_core) == "implicit"
     if os.path.isdir(onnx):
         folder = onnx
-        name = frame_variant_name(target.onnx_for(precision, dla_core), frame_input)
+        name = target.onnx_for(precision, dla_core)
+        name = variant_path(name, frame_input) if frame_input else name
         path = os.path.join(folder, name)
         if frame_input and not os.path.isfile(path):
             raise UserError("%s not found in %s: the %s frame-input variant is written by export --frame-input %s "

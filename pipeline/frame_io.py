@@ -27,6 +27,13 @@ def frame_size_name(size: Tuple[int, int]) -> str:
     return "%dx%d" % (size[1], size[0])
 
 
+def variant_path(onnx_path: str, frame_size: Tuple[int, int]) -> str:
+    """``.../model.int8.onnx`` -> ``.../model.int8.frame-1920x1080.onnx``: where export/calibrate write a
+    frame-input variant and where build looks for it (one name for both sides)."""
+    stem = onnx_path[:-5] if onnx_path.endswith(".onnx") else onnx_path
+    return "%s.frame-%s.onnx" % (stem, frame_size_name(frame_size))
+
+
 def frame_input_size(io: Dict[str, Any]) -> Optional[Tuple[int, int]]:
     """(H, W) when a manifest's ``io`` says the model takes camera frames (uint8 NHWC, the
     preprocessing in its graph: :mod:`pipeline.frame_graph`), else ``None``."""

@@ -18,16 +18,10 @@ import numpy as np
 
 from inception_deploy.pipeline import manifest as mf
 from inception_deploy.pipeline.errors import CheckFailed, UserError
-from inception_deploy.pipeline.frame_io import frame_input_size, frame_size_name, parse_frame_size
+from inception_deploy.pipeline.frame_io import frame_input_size, frame_size_name, parse_frame_size, variant_path
 
 MIN_TOP1_AGREEMENT = 0.9        # a broken prefix agrees on ~chance; near-ties flip a few of 32
 PARITY_COUNT = 32
-
-
-def variant_path(onnx_path: str, frame_size: Tuple[int, int]) -> str:
-    """``.../model.int8.onnx`` -> ``.../model.int8.frame-1920x1080.onnx``."""
-    stem = onnx_path[:-5] if onnx_path.endswith(".onnx") else onnx_path
-    return "%s.frame-%s.onnx" % (stem, frame_size_name(frame_size))
 
 
 def camera_frame(img: Any, frame_size: Tuple[int, int]) -> np.ndarray:
