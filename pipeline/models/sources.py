@@ -14,6 +14,7 @@ from typing import Any, Dict, List, Mapping, Optional
 import torch
 
 from inception_deploy.pipeline.errors import UserError
+from inception_deploy.pipeline.hashing import file_sha256
 from inception_deploy.pipeline.models.model_folder import WEIGHTS, read_config
 from inception_deploy.pipeline.models.timm_compat import import_timm
 from inception_deploy.pipeline.preprocess import Preprocessing
@@ -53,11 +54,6 @@ def state_dict_sha256(module: torch.nn.Module) -> str:
         h.update(f"{key}|{t.dtype}|{tuple(t.shape)}\n".encode())
         h.update(t.numpy().tobytes() if t.dtype != torch.bfloat16 else t.float().numpy().tobytes())
     return h.hexdigest()
-
-
-def _file_sha256(path: str) -> str:
-    from inception_deploy.pipeline.hashing import file_sha256
-    return file_sha256(path)
 
 
 def _default_labels(num_classes: int) -> "tuple[List[str], Dict[str, str]]":
@@ -205,12 +201,11 @@ def from_model_folder(folder: str) -> _Source:
     unexpected keys listed when the weights do not fit, training-time aux heads, default labels."""
     config = read_config(folder)
     weights_path = os.path.join(folder, WEIGHTS)
-    _check_architecture(config["architecture"])
+    timm = _check_architecture(config["architecture"])
     cfg_in = dict(config.get("pretrained_cfg") or {})
     labels = list(config.get("label_names") or cfg_in.get("label_names") or [])
     n = int(config.get("num_classes") or cfg_in.get("num_classes") or len(labels))
     aux = {"aux_logits": True} if any(k.startswith(AUX_HEADS) for k in _checkpoint_keys(weights_path)) else {}
-    timm = import_timm()
     try:
         module = timm.create_model("local-dir:" + folder, pretrained=True, num_classes=n, **aux)
     except Exception as e:     # timm could not load them (strict load, a checkpoint filter): say which keys
@@ -223,7 +218,7 @@ def from_model_folder(folder: str) -> _Source:
     if not labels:
         labels, descriptions = _default_labels(n)
     return _Source(module, config["architecture"], os.path.basename(os.path.normpath(folder)), cfg, labels,
-                   descriptions, _file_sha256(weights_path))
+                   descriptions, file_sha256(weights_path))
 
 
 def from_checkpoint(path: str, arch: Optional[str], num_classes: Optional[int]) -> _Source:
@@ -238,7 +233,7 @@ def from_checkpoint(path: str, arch: Optional[str], num_classes: Optional[int]) 
     _load_state(module, state, path)
     labels, descriptions = _default_labels(int(getattr(module, "num_classes", num_classes or 1000)))
     return _Source(module, arch, os.path.splitext(os.path.basename(path))[0], dict(module.pretrained_cfg), labels,
-                   descriptions, _file_sha256(path))
+                   descriptions, file_sha256(path))
 
 
 def from_timm_name(arch: str, num_classes: Optional[int], pretrained: bool) -> _Source:
